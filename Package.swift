@@ -1,0 +1,74 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let package = Package(
+    name: "Traverse",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "traverse", targets: ["traverse"]),
+        .library(name: "STUNCodec", targets: ["STUNCodec"]),
+        .library(name: "TURNCore", targets: ["TURNCore"]),
+        .library(name: "TURNRelay", targets: ["TURNRelay"]),
+        .library(name: "TraverseOps", targets: ["TraverseOps"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+    ],
+    targets: [
+        // System libraries, found through pkg-config.
+        .systemLibrary(
+            name: "COpenSSL",
+            pkgConfig: "openssl",
+            providers: [.apt(["libssl-dev"])]
+        ),
+        // Small C shims: each exists because Glibc's Swift overlay hides what it wraps.
+        .target(name: "CTraverseSystem"),
+        .target(name: "CTraverseCrypto", dependencies: ["COpenSSL"]),
+
+        // Pure STUN/TURN wire format: no I/O, no Foundation.
+        .target(name: "STUNCodec", dependencies: ["CTraverseCrypto"]),
+        // Sans-I/O server logic: decides, never touches a socket; time is passed in.
+        .target(name: "TURNCore", dependencies: ["STUNCodec", "CTraverseCrypto"]),
+        // Sockets, Dispatch sources, batching, shards.
+        .target(
+            name: "TURNRelay",
+            dependencies: [
+                "TURNCore", "STUNCodec", "CTraverseSystem",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Operations: configuration, logging set-up.
+        .target(
+            name: "TraverseOps",
+            dependencies: [
+                "TURNRelay", "TURNCore", "STUNCodec",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
+            ]
+        ),
+        // The thin executable.
+        .executableTarget(
+            name: "traverse",
+            dependencies: [
+                "TraverseOps", "TURNRelay",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        .testTarget(name: "STUNCodecTests", dependencies: ["STUNCodec"]),
+        .testTarget(name: "TURNCoreTests", dependencies: ["TURNCore", "STUNCodec"]),
+        .testTarget(name: "TURNRelayTests", dependencies: ["TURNRelay", "TURNCore", "STUNCodec", "TraverseOps"]),
+        .testTarget(name: "TraverseOpsTests", dependencies: ["TraverseOps"]),
+    ]
+)
+
+for target in package.targets where target.type != .system {
+    var settings = target.swiftSettings ?? []
+    settings.append(.swiftLanguageMode(.v6))
+    settings.append(.enableUpcomingFeature("InternalImportsByDefault"))
+    settings.append(.enableUpcomingFeature("ExistentialAny"))
+    target.swiftSettings = settings
+}

@@ -1,0 +1,95 @@
+/// ChannelData framing (RFC 8656 §12.4): a 4-byte header of channel number and length, then
+/// the application data, padded to a multiple of 4 on stream transports.
+public enum ChannelData {
+    /// The header size.
+    public static let headerSize = 4
+    /// Valid channel numbers (RFC 8656 §12).
+    public static let channelRange: ClosedRange<UInt16> = 0x4000...0x4FFF
+
+    /// What the first byte of a datagram or stream frame says it is (RFC 8656 §12.4 / RFC 7983).
+    public enum Kind: Sendable, Equatable {
+        case stun
+        case channelData
+        case other
+    }
+
+    /// Classifies by the first byte: 0–3 is STUN, 64–79 is ChannelData (RFC 7983 §7).
+    @inlinable public static func classify(firstByte b: UInt8) -> Kind {
+        if b < 4 { return .stun }
+        if b >= 0x40 && b <= 0x4F { return .channelData }
+        return .other
+    }
+
+    /// A validated ChannelData message: its channel and payload, borrowed.
+    public struct View {
+        public let channel: UInt16
+        public let payload: UnsafeRawBufferPointer
+
+        @inlinable public init(channel: UInt16, payload: UnsafeRawBufferPointer) {
+            self.channel = channel
+            self.payload = payload
+        }
+    }
+
+    /// Why a ChannelData message is invalid.
+    public enum ParseError: Error, Sendable, Hashable {
+        case truncated
+        case channelOutOfRange
+        case lengthPastEnd
+    }
+
+    /// Parses a ChannelData datagram: the length may be less than the datagram (padding is allowed
+    /// over UDP and ignored), never more.
+    @inlinable
+    public static func parse(_ bytes: UnsafeRawBufferPointer) throws(ParseError) -> View {
+        guard bytes.count >= headerSize else { throw .truncated }
+        let channel = bytes.be16(0)
+        guard channelRange.contains(channel) else { throw .channelOutOfRange }
+        let length = Int(bytes.be16(2))
+        guard headerSize + length <= bytes.count else { throw .lengthPastEnd }
+        return View(channel: channel, payload: UnsafeRawBufferPointer(rebasing: bytes[headerSize..<(headerSize + length)]))
+    }
+
+    /// Writes the 4-byte header for `payloadLength` bytes of `channel` at `out`.
+    @inlinable
+    public static func writeHeader(channel: UInt16, payloadLength: Int, to out: UnsafeMutableRawPointer) {
+        out.storeBytes(of: channel.bigEndian, as: UInt16.self)
+        out.storeBytes(of: UInt16(truncatingIfNeeded: payloadLength).bigEndian, toByteOffset: 2, as: UInt16.self)
+    }
+
+    /// The size of one frame on a stream transport: header, payload and padding to 4.
+    @inlinable public static func streamFrameSize(payloadLength: Int) -> Int {
+        (headerSize + payloadLength + 3) & ~3
+    }
+}
+
+/// Cuts STUN messages and ChannelData frames out of a TCP/TLS byte stream (RFC 8656 §3.1):
+/// STUN frames by their length field, ChannelData by its length padded to 4.
+public enum StreamFraming {
+    /// The result of looking at the start of a stream buffer.
+    public enum Frame: Equatable, Sendable {
+        /// Not enough bytes yet to know the frame's size, or to hold it.
+        case needMore
+        /// A complete frame of `length` bytes is at the start of the buffer.
+        case complete(length: Int, kind: ChannelData.Kind)
+        /// The stream is not STUN or ChannelData: the connection should be closed.
+        case invalid
+    }
+
+    /// Finds the first frame in `bytes`.
+    @inlinable
+    public static func nextFrame(in bytes: UnsafeRawBufferPointer) -> Frame {
+        guard bytes.count >= 4 else { return .needMore }
+        switch ChannelData.classify(firstByte: bytes[0]) {
+        case .stun:
+            let total = stunHeaderSize + Int(bytes.be16(2))
+            if Int(bytes.be16(2)) & 3 != 0 { return .invalid }
+            return bytes.count >= total ? .complete(length: total, kind: .stun) : .needMore
+        case .channelData:
+            let total = ChannelData.streamFrameSize(payloadLength: Int(bytes.be16(2)))
+            return bytes.count >= total ? .complete(length: total, kind: .channelData) : .needMore
+        case .other:
+            return .invalid
+        }
+    }
+}

@@ -1,0 +1,342 @@
+/// A password algorithm of RFC 8489 §14.11/§14.12 with its parameters.
+public struct PasswordAlgorithm: Hashable, Sendable {
+    public var number: UInt16
+    public var parameters: [UInt8]
+
+    public init(number: UInt16, parameters: [UInt8] = []) {
+        self.number = number
+        self.parameters = parameters
+    }
+
+    /// MD5 (0x0001): the RFC 5389 key, MD5(username ":" realm ":" password).
+    public static let md5 = PasswordAlgorithm(number: 0x0001)
+    /// SHA-256 (0x0002): SHA-256(username ":" realm ":" password).
+    public static let sha256 = PasswordAlgorithm(number: 0x0002)
+}
+
+/// One decoded STUN attribute, owned. For clients, tests and the control path; the packet path
+/// reads attributes through `STUNMessageView` instead.
+public enum STUNAttribute: Hashable, Sendable {
+    case mappedAddress(TransportAddress)
+    case xorMappedAddress(TransportAddress)
+    case xorPeerAddress(TransportAddress)
+    case xorRelayedAddress(TransportAddress)
+    case alternateServer(TransportAddress)
+    case responseOrigin(TransportAddress)
+    case otherAddress(TransportAddress)
+    case username(String)
+    case userhash([UInt8])
+    case realm(String)
+    case nonce(String)
+    case software(String)
+    case alternateDomain(String)
+    case messageIntegrity([UInt8])
+    case messageIntegritySHA256([UInt8])
+    case fingerprint(UInt32)
+    case errorCode(code: Int, reason: String)
+    case unknownAttributes([UInt16])
+    case passwordAlgorithms([PasswordAlgorithm])
+    case passwordAlgorithm(PasswordAlgorithm)
+    case channelNumber(UInt16)
+    case lifetime(UInt32)
+    case data([UInt8])
+    case requestedAddressFamily(AddressFamily)
+    case additionalAddressFamily(AddressFamily)
+    case addressErrorCode(family: AddressFamily, code: Int, reason: String)
+    case evenPort(reserve: Bool)
+    case requestedTransport(UInt8)
+    case dontFragment
+    case reservationToken(UInt64)
+    case icmp(type: UInt8, code: UInt8, data: UInt32)
+    case connectionID(UInt32)
+    case changeRequest(UInt32)
+    case responsePort(UInt16)
+    case padding([UInt8])
+    case mobilityTicket([UInt8])
+    case priority(UInt32)
+    case useCandidate
+    case iceControlled(UInt64)
+    case iceControlling(UInt64)
+    /// Any attribute this codec has no case for.
+    case other(type: UInt16, value: [UInt8])
+
+    /// The attribute's wire type.
+    public var type: STUNAttributeType {
+        switch self {
+        case .mappedAddress: .mappedAddress
+        case .xorMappedAddress: .xorMappedAddress
+        case .xorPeerAddress: .xorPeerAddress
+        case .xorRelayedAddress: .xorRelayedAddress
+        case .alternateServer: .alternateServer
+        case .responseOrigin: .responseOrigin
+        case .otherAddress: .otherAddress
+        case .username: .username
+        case .userhash: .userhash
+        case .realm: .realm
+        case .nonce: .nonce
+        case .software: .software
+        case .alternateDomain: .alternateDomain
+        case .messageIntegrity: .messageIntegrity
+        case .messageIntegritySHA256: .messageIntegritySHA256
+        case .fingerprint: .fingerprint
+        case .errorCode: .errorCode
+        case .unknownAttributes: .unknownAttributes
+        case .passwordAlgorithms: .passwordAlgorithms
+        case .passwordAlgorithm: .passwordAlgorithm
+        case .channelNumber: .channelNumber
+        case .lifetime: .lifetime
+        case .data: .data
+        case .requestedAddressFamily: .requestedAddressFamily
+        case .additionalAddressFamily: .additionalAddressFamily
+        case .addressErrorCode: .addressErrorCode
+        case .evenPort: .evenPort
+        case .requestedTransport: .requestedTransport
+        case .dontFragment: .dontFragment
+        case .reservationToken: .reservationToken
+        case .icmp: .icmp
+        case .connectionID: .connectionID
+        case .changeRequest: .changeRequest
+        case .responsePort: .responsePort
+        case .padding: .padding
+        case .mobilityTicket: .mobilityTicket
+        case .priority: .priority
+        case .useCandidate: .useCandidate
+        case .iceControlled: .iceControlled
+        case .iceControlling: .iceControlling
+        case .other(let t, _): STUNAttributeType(t)
+        }
+    }
+}
+
+/// How to protect a message being encoded.
+public enum STUNIntegrityAlgorithm: Sendable, Hashable {
+    /// MESSAGE-INTEGRITY (HMAC-SHA1).
+    case sha1
+    /// MESSAGE-INTEGRITY-SHA256, truncated to `length` bytes.
+    case sha256(length: Int = 32)
+}
+
+/// An owned STUN message: a type, a transaction ID and attributes in order.
+public struct STUNMessage: Hashable, Sendable {
+    public var type: STUNMessageType
+    public var transactionID: STUNTransactionID
+    public var attributes: [STUNAttribute]
+
+    public init(type: STUNMessageType, transactionID: STUNTransactionID = .random(), attributes: [STUNAttribute] = []) {
+        self.type = type
+        self.transactionID = transactionID
+        self.attributes = attributes
+    }
+
+    /// The first attribute of `type`, if any.
+    public func first(_ type: STUNAttributeType) -> STUNAttribute? { attributes.first { $0.type == type } }
+
+    /// The ERROR-CODE number, if any.
+    public var errorCode: Int? {
+        if case .errorCode(let code, _)? = first(.errorCode) { return code }
+        return nil
+    }
+
+    /// Encodes the message. Attributes are written as they are (a stored MESSAGE-INTEGRITY is
+    /// copied verbatim); `integrity` appends fresh integrity under `key`, and `fingerprint` a
+    /// FINGERPRINT, after them.
+    public func encoded(key: [UInt8]? = nil, integrity: [STUNIntegrityAlgorithm] = [], fingerprint: Bool = false)
+        throws(STUNEncodingError) -> [UInt8]
+    {
+        var out = [UInt8](repeating: 0, count: 65_556)
+        let k = key ?? []
+        let result = out.withUnsafeMutableBytes { buf in
+            k.withUnsafeBytes { kb in
+                Result { () throws(STUNEncodingError) -> Int in
+                    var w = try STUNMessageWriter(into: buf, type: type, transactionID: transactionID)
+                    for a in attributes { try w.append(a) }
+                    for algorithm in integrity {
+                        switch algorithm {
+                        case .sha1: try w.appendMessageIntegrity(key: kb)
+                        case .sha256(let length): try w.appendMessageIntegritySHA256(key: kb, length: length)
+                        }
+                    }
+                    if fingerprint { try w.appendFingerprint() }
+                    return w.count
+                }
+            }
+        }
+        return Array(out[0..<(try result.get())])
+    }
+
+    /// Parses and validates one message.
+    public init(parsing bytes: [UInt8]) throws(STUNParseError) {
+        let parsed = bytes.withUnsafeBytes { b in
+            Result { () throws(STUNParseError) -> STUNMessage in STUNMessage(try STUNMessageView(validating: b)) }
+        }
+        self = try parsed.get()
+    }
+
+    /// Copies a view into an owned message, including the integrity and FINGERPRINT attributes
+    /// (but not attributes the RFC says to ignore after them).
+    public init(_ view: STUNMessageView) {
+        var attrs: [STUNAttribute] = []
+        view.forEachAttribute { t, v in
+            attrs.append(STUNAttribute(type: t, value: v, transactionID: view.transactionID))
+            return true
+        }
+        for offset in [view.integrityOffset, view.integritySHA256Offset, view.fingerprintOffset].compactMap({ $0 }) {
+            let t = STUNAttributeType(view.bytes.be16(offset))
+            let n = Int(view.bytes.be16(offset + 2))
+            let v = UnsafeRawBufferPointer(rebasing: view.bytes[(offset + 4)..<(offset + 4 + n)])
+            attrs.append(STUNAttribute(type: t, value: v, transactionID: view.transactionID))
+        }
+        self.init(type: view.type, transactionID: view.transactionID, attributes: attrs)
+    }
+}
+
+extension STUNAttribute {
+    /// Decodes a value whose length was already validated by `STUNMessageView`.
+    public init(type t: STUNAttributeType, value v: UnsafeRawBufferPointer, transactionID: STUNTransactionID) {
+        func text() -> String { String(decoding: v, as: UTF8.self) }
+        func family(_ b: UInt8) -> AddressFamily? { AddressFamily(rawValue: b) }
+        let bytes = Array(v)
+        switch t {
+        case .mappedAddress, .alternateServer, .responseOrigin, .otherAddress:
+            guard let a = AddressCoding.decodePlain(v) else { self = .other(type: t.rawValue, value: bytes); return }
+            switch t {
+            case .mappedAddress: self = .mappedAddress(a)
+            case .alternateServer: self = .alternateServer(a)
+            case .responseOrigin: self = .responseOrigin(a)
+            default: self = .otherAddress(a)
+            }
+        case .xorMappedAddress, .xorPeerAddress, .xorRelayedAddress:
+            guard let a = AddressCoding.decodeXOR(v, transactionID: transactionID) else {
+                self = .other(type: t.rawValue, value: bytes)
+                return
+            }
+            switch t {
+            case .xorMappedAddress: self = .xorMappedAddress(a)
+            case .xorPeerAddress: self = .xorPeerAddress(a)
+            default: self = .xorRelayedAddress(a)
+            }
+        case .username: self = .username(text())
+        case .userhash: self = .userhash(bytes)
+        case .realm: self = .realm(text())
+        case .nonce: self = .nonce(text())
+        case .software: self = .software(text())
+        case .alternateDomain: self = .alternateDomain(text())
+        case .messageIntegrity: self = .messageIntegrity(bytes)
+        case .messageIntegritySHA256: self = .messageIntegritySHA256(bytes)
+        case .fingerprint: self = .fingerprint(v.be32(0))
+        case .errorCode:
+            self = .errorCode(
+                code: Int(v[2] & 7) * 100 + Int(v[3]),
+                reason: String(decoding: UnsafeRawBufferPointer(rebasing: v[4...]), as: UTF8.self))
+        case .addressErrorCode:
+            guard let f = family(v[0]) else { self = .other(type: t.rawValue, value: bytes); return }
+            self = .addressErrorCode(
+                family: f, code: Int(v[2] & 7) * 100 + Int(v[3]),
+                reason: String(decoding: UnsafeRawBufferPointer(rebasing: v[4...]), as: UTF8.self))
+        case .unknownAttributes:
+            self = .unknownAttributes(stride(from: 0, to: v.count, by: 2).map { v.be16($0) })
+        case .passwordAlgorithms:
+            var list: [PasswordAlgorithm] = []
+            var i = 0
+            while i + 4 <= v.count {
+                let n = Int(v.be16(i + 2))
+                guard i + 4 + n <= v.count else { break }
+                list.append(PasswordAlgorithm(number: v.be16(i), parameters: Array(v[(i + 4)..<(i + 4 + n)])))
+                i += 4 + ((n + 3) & ~3)
+            }
+            self = .passwordAlgorithms(list)
+        case .passwordAlgorithm:
+            let n = min(Int(v.be16(2)), v.count - 4)
+            self = .passwordAlgorithm(PasswordAlgorithm(number: v.be16(0), parameters: Array(v[4..<(4 + n)])))
+        case .channelNumber: self = .channelNumber(v.be16(0))
+        case .lifetime: self = .lifetime(v.be32(0))
+        case .data: self = .data(bytes)
+        case .requestedAddressFamily, .additionalAddressFamily:
+            guard let f = family(v[0]) else { self = .other(type: t.rawValue, value: bytes); return }
+            self = t == .requestedAddressFamily ? .requestedAddressFamily(f) : .additionalAddressFamily(f)
+        case .evenPort: self = .evenPort(reserve: v[0] & 0x80 != 0)
+        case .requestedTransport: self = .requestedTransport(v[0])
+        case .dontFragment: self = .dontFragment
+        case .reservationToken: self = .reservationToken(v.be64(0))
+        case .icmp: self = .icmp(type: v[2], code: v[3], data: v.be32(4))
+        case .connectionID: self = .connectionID(v.be32(0))
+        case .changeRequest: self = .changeRequest(v.be32(0))
+        case .responsePort: self = .responsePort(v.be16(0))
+        case .padding: self = .padding(bytes)
+        case .mobilityTicket: self = .mobilityTicket(bytes)
+        case .priority: self = .priority(v.be32(0))
+        case .useCandidate: self = .useCandidate
+        case .iceControlled: self = .iceControlled(v.be64(0))
+        case .iceControlling: self = .iceControlling(v.be64(0))
+        default: self = .other(type: t.rawValue, value: bytes)
+        }
+    }
+}
+
+extension STUNMessageWriter {
+    /// Appends an owned attribute as it is (integrity values are copied, not recomputed).
+    public mutating func append(_ a: STUNAttribute) throws(STUNEncodingError) {
+        switch a {
+        case .mappedAddress(let x), .xorMappedAddress(let x), .xorPeerAddress(let x), .xorRelayedAddress(let x),
+            .alternateServer(let x), .responseOrigin(let x), .otherAddress(let x):
+            try append(a.type, address: x)
+        case .username(let s), .realm(let s), .nonce(let s), .software(let s), .alternateDomain(let s):
+            try append(a.type, string: s)
+        case .userhash(let b), .messageIntegrity(let b), .messageIntegritySHA256(let b), .data(let b),
+            .padding(let b), .mobilityTicket(let b), .other(_, let b):
+            var copy = b
+            try copy.withUnsafeMutableBufferPointer { (r: inout UnsafeMutableBufferPointer<UInt8>) throws(STUNEncodingError) in
+                try append(a.type, bytes: UnsafeRawBufferPointer(r))
+            }
+        case .fingerprint(let v), .lifetime(let v), .connectionID(let v), .changeRequest(let v), .priority(let v):
+            try append(a.type, uint32: v)
+        case .errorCode(let code, let reason):
+            try appendErrorCode(code, reason: reason)
+        case .addressErrorCode(let family, let code, let reason):
+            try appendAddressErrorCode(family: family, code, reason: reason)
+        case .unknownAttributes(let list):
+            try append(a.type, length: list.count * 2) { v in
+                for (i, t) in list.enumerated() { v.storeBytes(of: t.bigEndian, toByteOffset: i * 2, as: UInt16.self) }
+            }
+        case .passwordAlgorithms(let list):
+            let length = list.reduce(0) { $0 + 4 + (($1.parameters.count + 3) & ~3) }
+            try append(a.type, length: length) { v in
+                var i = 0
+                for alg in list {
+                    v.storeBytes(of: alg.number.bigEndian, toByteOffset: i, as: UInt16.self)
+                    v.storeBytes(of: UInt16(alg.parameters.count).bigEndian, toByteOffset: i + 2, as: UInt16.self)
+                    let padded = (alg.parameters.count + 3) & ~3
+                    for j in 0..<padded { v[i + 4 + j] = j < alg.parameters.count ? alg.parameters[j] : 0 }
+                    i += 4 + padded
+                }
+            }
+        case .passwordAlgorithm(let alg):
+            try append(a.type, length: 4 + alg.parameters.count) { v in
+                v.storeBytes(of: alg.number.bigEndian, as: UInt16.self)
+                v.storeBytes(of: UInt16(alg.parameters.count).bigEndian, toByteOffset: 2, as: UInt16.self)
+                for (j, b) in alg.parameters.enumerated() { v[4 + j] = b }
+            }
+        case .channelNumber(let c):
+            try append(a.type, uint32: UInt32(c) << 16)
+        case .requestedAddressFamily(let f), .additionalAddressFamily(let f):
+            try append(a.type, uint32: UInt32(f.rawValue) << 24)
+        case .evenPort(let reserve):
+            try append(a.type, length: 1) { $0[0] = reserve ? 0x80 : 0 }
+        case .requestedTransport(let p):
+            try append(a.type, uint32: UInt32(p) << 24)
+        case .dontFragment, .useCandidate:
+            try append(a.type, length: 0) { _ in }
+        case .reservationToken(let v), .iceControlled(let v), .iceControlling(let v):
+            try append(a.type, uint64: v)
+        case .icmp(let type, let code, let data):
+            try append(a.type, length: 8) { v in
+                v.storeBytes(of: UInt16(0), as: UInt16.self)
+                v[2] = type
+                v[3] = code
+                v.storeBytes(of: data.bigEndian, toByteOffset: 4, as: UInt32.self)
+            }
+        case .responsePort(let p):
+            try append(a.type, uint32: UInt32(p) << 16)
+        }
+    }
+}
