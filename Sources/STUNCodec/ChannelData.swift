@@ -5,6 +5,9 @@ public enum ChannelData {
     public static let headerSize = 4
     /// Valid channel numbers (RFC 8656 §12).
     public static let channelRange: ClosedRange<UInt16> = 0x4000...0x4FFF
+    /// The wider range of RFC 5766 (0x4000–0x7FFF), which older clients such as coturn's
+    /// turnutils_uclient still pick from; accepted only when the operator opts in.
+    public static let legacyChannelRange: ClosedRange<UInt16> = 0x4000...0x7FFF
 
     /// What the first byte of a datagram or stream frame says it is (RFC 8656 §12.4 / RFC 7983).
     public enum Kind: Sendable, Equatable {
@@ -14,9 +17,9 @@ public enum ChannelData {
     }
 
     /// Classifies by the first byte: 0–3 is STUN, 64–79 is ChannelData (RFC 7983 §7).
-    @inlinable public static func classify(firstByte b: UInt8) -> Kind {
+    @inlinable public static func classify(firstByte b: UInt8, legacyRange: Bool = false) -> Kind {
         if b < 4 { return .stun }
-        if b >= 0x40 && b <= 0x4F { return .channelData }
+        if b >= 0x40 && b <= (legacyRange ? 0x7F : 0x4F) { return .channelData }
         return .other
     }
 
@@ -41,10 +44,10 @@ public enum ChannelData {
     /// Parses a ChannelData datagram: the length may be less than the datagram (padding is allowed
     /// over UDP and ignored), never more.
     @inlinable
-    public static func parse(_ bytes: UnsafeRawBufferPointer) throws(ParseError) -> View {
+    public static func parse(_ bytes: UnsafeRawBufferPointer, legacyRange: Bool = false) throws(ParseError) -> View {
         guard bytes.count >= headerSize else { throw .truncated }
         let channel = bytes.be16(0)
-        guard channelRange.contains(channel) else { throw .channelOutOfRange }
+        guard (legacyRange ? legacyChannelRange : channelRange).contains(channel) else { throw .channelOutOfRange }
         let length = Int(bytes.be16(2))
         guard headerSize + length <= bytes.count else { throw .lengthPastEnd }
         return View(channel: channel, payload: UnsafeRawBufferPointer(rebasing: bytes[headerSize..<(headerSize + length)]))
@@ -78,9 +81,9 @@ public enum StreamFraming {
 
     /// Finds the first frame in `bytes`.
     @inlinable
-    public static func nextFrame(in bytes: UnsafeRawBufferPointer) -> Frame {
+    public static func nextFrame(in bytes: UnsafeRawBufferPointer, legacyRange: Bool = false) -> Frame {
         guard bytes.count >= 4 else { return .needMore }
-        switch ChannelData.classify(firstByte: bytes[0]) {
+        switch ChannelData.classify(firstByte: bytes[0], legacyRange: legacyRange) {
         case .stun:
             let total = stunHeaderSize + Int(bytes.be16(2))
             if Int(bytes.be16(2)) & 3 != 0 { return .invalid }

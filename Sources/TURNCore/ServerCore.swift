@@ -628,7 +628,8 @@ public final class TURNServerCore {
             return reply(m, auth, now, out, slot: slot, error: (400, "Bad Request"))
         }
         let number = numberValue.be16(0)
-        guard ChannelData.channelRange.contains(number) else {
+        let range = configuration.legacyChannelNumbers ? ChannelData.legacyChannelRange : ChannelData.channelRange
+        guard range.contains(number) else {
             return reply(m, auth, now, out, slot: slot, error: (400, "Bad Request"))
         }
         let live = a.channels.filter { $0.expiry > now.milliseconds }

@@ -85,6 +85,9 @@ public struct CoreConfiguration: Sendable {
     public var alternateServers: [TransportAddress] = []
     /// ALTERNATE-DOMAIN sent with ALTERNATE-SERVER to TLS clients.
     public var alternateDomain: String?
+    /// Accept RFC 5766 channel numbers 0x5000–0x7FFF too (RFC 8656 reserves them; coturn's
+    /// turnutils_uclient still uses them). Off by default.
+    public var legacyChannelNumbers = false
     /// Whether RFC 6062 TCP relays may be requested (REQUESTED-TRANSPORT TCP).
     public var tcpRelaysEnabled = false
 

@@ -145,9 +145,10 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
             return
         }
         let fiveTuple = FiveTuple(client: client, server: listener.address, transport: .udp)
-        switch ChannelData.classify(firstByte: bytes[0]) {
+        let legacy = core.configuration.legacyChannelNumbers
+        switch ChannelData.classify(firstByte: bytes[0], legacyRange: legacy) {
         case .channelData:
-            guard let frame = try? ChannelData.parse(bytes) else {
+            guard let frame = try? ChannelData.parse(bytes, legacyRange: legacy) else {
                 core.counters.drop(.malformedChannelData)
                 return
             }

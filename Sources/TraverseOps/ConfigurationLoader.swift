@@ -1,0 +1,333 @@
+import STUNCodec
+import TOMLKit
+import TURNCore
+
+/// Reads the TOML configuration file, refusing unknown keys and bad values with an error that
+/// names the key.
+public enum ConfigurationLoader {
+    /// Parses TOML text on top of the defaults.
+    public static func parse(_ text: String, base: TraverseConfiguration = .init()) throws(ConfigurationError)
+        -> TraverseConfiguration
+    {
+        let root: TOMLTable
+        do {
+            root = try TOMLTable(string: text)
+        } catch let error as TOMLParseError {
+            throw ConfigurationError(
+                key: "line \(error.source.begin.line)", reason: "TOML syntax error: \(error.description)")
+        } catch {
+            throw ConfigurationError(key: "(file)", reason: "TOML syntax error")
+        }
+        var c = base
+        for (section, value) in root {
+            guard let table = value.tomlValue.table else {
+                throw ConfigurationError(key: section, reason: "expected a [\(section)] table")
+            }
+            for (key, v) in table {
+                try apply(section: section, key: key, value: v.tomlValue, to: &c)
+            }
+        }
+        try validate(c)
+        return c
+    }
+
+    /// Reads and parses a file.
+    public static func load(path: String) throws(ConfigurationError) -> TraverseConfiguration {
+        guard let text = FileText.read(path) else {
+            throw ConfigurationError(key: "--config", reason: "cannot read \(path)")
+        }
+        return try parse(text)
+    }
+
+    static func apply(section: String, key: String, value v: TOMLValue, to c: inout TraverseConfiguration)
+        throws(ConfigurationError)
+    {
+        let name = "\(section).\(key)"
+        switch name {
+        case "server.listen": c.listen = try addresses(name, v)
+        case "server.tls_listen": c.tlsListen = try addresses(name, v)
+        case "server.shards": c.shards = try int(name, v, 0...256)
+        case "server.software":
+            let s = try string(name, v)
+            c.software = s.isEmpty ? nil : s
+        case "server.state_directory": c.stateDirectory = try string(name, v)
+        case "log.level":
+            let s = try string(name, v)
+            guard logLevels.contains(s) else {
+                throw ConfigurationError(key: name, reason: "expected one of \(logLevels.joined(separator: ", "))")
+            }
+            c.logLevel = s
+        case "log.format":
+            let s = try string(name, v)
+            guard s == "logfmt" || s == "json" else {
+                throw ConfigurationError(key: name, reason: "expected \"logfmt\" or \"json\"")
+            }
+            c.logFormat = s
+        case "log.redact_addresses": c.redactAddresses = try bool(name, v)
+        case "auth.realm":
+            let s = try string(name, v)
+            guard !s.isEmpty, s.count < 128 else {
+                throw ConfigurationError(key: name, reason: "must be 1 to 127 characters")
+            }
+            c.realm = s
+        case "auth.users":
+            guard let t = v.table else { throw ConfigurationError(key: name, reason: "expected a table of name = \"password\"") }
+            var users: [String: String] = [:]
+            for (user, p) in t {
+                guard let password = p.tomlValue.string, !password.isEmpty else {
+                    throw ConfigurationError(key: "\(name).\(user)", reason: "expected a non-empty password string")
+                }
+                users[user] = password
+            }
+            c.users = users
+        case "auth.users_file": c.usersFile = try string(name, v)
+        case "auth.secrets": c.secrets = try strings(name, v)
+        case "auth.rest_separator":
+            let s = try string(name, v)
+            guard s.count == 1 else { throw ConfigurationError(key: name, reason: "expected exactly one character") }
+            c.restSeparator = s.first!
+        case "auth.nonce_lifetime": c.nonceLifetime = UInt64(try int(name, v, 30...86_400))
+        case "relay.addresses": c.relayAddresses = try ips(name, v)
+        case "relay.external_addresses":
+            guard let t = v.table else { throw ConfigurationError(key: name, reason: "expected a table of \"private\" = \"public\"") }
+            var map: [IPAddress: IPAddress] = [:]
+            for (priv, pub) in t {
+                guard let a = IPAddress(priv), let s = pub.tomlValue.string, let b = IPAddress(s), a.family == b.family else {
+                    throw ConfigurationError(key: "\(name).\(priv)", reason: "expected two IP addresses of one family")
+                }
+                map[a] = b
+            }
+            c.externalAddresses = map
+        case "relay.port_range": c.portRange = try portRange(name, try string(name, v))
+        case "relay.allow_peers": c.allowPeers = try cidrs(name, v)
+        case "relay.deny_peers": c.denyPeers = try cidrs(name, v)
+        case "relay.banned_clients": c.bannedClients = try cidrs(name, v)
+        case "limits.max_allocations": c.maxAllocations = try int(name, v, 1...1_000_000)
+        case "limits.max_allocations_per_user": c.maxAllocationsPerUser = try int(name, v, 1...100_000)
+        case "limits.max_permissions_per_allocation": c.maxPermissionsPerAllocation = try int(name, v, 1...1024)
+        case "limits.max_channels_per_allocation": c.maxChannelsPerAllocation = try int(name, v, 1...4096)
+        case "limits.default_lifetime": c.defaultLifetime = UInt32(try int(name, v, 60...86_400))
+        case "limits.max_lifetime": c.maxLifetime = UInt32(try int(name, v, 60...86_400))
+        case "limits.bandwidth_per_allocation": c.bandwidthPerAllocation = try int(name, v, 0...1_000_000_000)
+        case "limits.unauthenticated_rate": c.unauthenticatedRate = try int(name, v, 0...1_000_000)
+        case "limits.legacy_channel_numbers": c.legacyChannelNumbers = try bool(name, v)
+        case "tls.certificate": c.certificateFile = try string(name, v)
+        case "tls.private_key": c.privateKeyFile = try string(name, v)
+        case "admin.listen":
+            let s = try string(name, v)
+            if s.isEmpty {
+                c.adminListen = nil
+            } else {
+                guard let a = TransportAddress(s) else { throw ConfigurationError(key: name, reason: "expected ADDRESS:PORT") }
+                c.adminListen = a
+            }
+        case "admin.token":
+            let s = try string(name, v)
+            c.adminToken = s.isEmpty ? nil : s
+        case "admin.alternate_servers": c.alternateServers = try addresses(name, v)
+        case "admin.alternate_domain": c.alternateDomain = try string(name, v)
+        case "admin.drain_timeout": c.drainTimeout = try int(name, v, 0...86_400)
+        default:
+            throw ConfigurationError(key: name, reason: "unknown key")
+        }
+    }
+
+    /// Cross-key checks.
+    public static func validate(_ c: TraverseConfiguration) throws(ConfigurationError) {
+        if c.maxLifetime < c.defaultLifetime {
+            throw ConfigurationError(key: "limits.max_lifetime", reason: "must not be below limits.default_lifetime")
+        }
+        if c.listen.isEmpty && c.tlsListen.isEmpty {
+            throw ConfigurationError(key: "server.listen", reason: "at least one listening address is needed")
+        }
+        if !c.tlsListen.isEmpty && (c.certificateFile == nil) != (c.privateKeyFile == nil) {
+            throw ConfigurationError(key: "tls.certificate", reason: "tls.certificate and tls.private_key go together")
+        }
+        if let admin = c.adminListen, !isLoopback(admin.ip), c.adminToken == nil {
+            throw ConfigurationError(key: "admin.listen", reason: "an address off loopback needs admin.token")
+        }
+    }
+
+    static func isLoopback(_ ip: IPAddress) -> Bool {
+        CIDR("127.0.0.0/8")!.contains(ip) || ip == .loopbackIPv6
+    }
+
+    static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+
+    static func string(_ key: String, _ v: TOMLValue) throws(ConfigurationError) -> String {
+        guard let s = v.string else { throw ConfigurationError(key: key, reason: "expected a string") }
+        return s
+    }
+
+    static func bool(_ key: String, _ v: TOMLValue) throws(ConfigurationError) -> Bool {
+        guard let b = v.bool else { throw ConfigurationError(key: key, reason: "expected true or false") }
+        return b
+    }
+
+    static func int(_ key: String, _ v: TOMLValue, _ range: ClosedRange<Int>) throws(ConfigurationError) -> Int {
+        guard let n = v.int else { throw ConfigurationError(key: key, reason: "expected an integer") }
+        guard range.contains(n) else {
+            throw ConfigurationError(key: key, reason: "must be between \(range.lowerBound) and \(range.upperBound)")
+        }
+        return n
+    }
+
+    static func strings(_ key: String, _ v: TOMLValue) throws(ConfigurationError) -> [String] {
+        guard let a = v.array else { throw ConfigurationError(key: key, reason: "expected an array of strings") }
+        var out: [String] = []
+        for e in a {
+            guard let s = e.tomlValue.string else {
+                throw ConfigurationError(key: key, reason: "expected an array of strings")
+            }
+            out.append(s)
+        }
+        return out
+    }
+
+    static func addresses(_ key: String, _ v: TOMLValue) throws(ConfigurationError) -> [TransportAddress] {
+        var out: [TransportAddress] = []
+        for s in try strings(key, v) {
+            guard let a = TransportAddress(s) else {
+                throw ConfigurationError(key: key, reason: "\"\(s)\" is not ADDRESS:PORT (IPv6 as [ADDRESS]:PORT)")
+            }
+            out.append(a)
+        }
+        return out
+    }
+
+    static func ips(_ key: String, _ v: TOMLValue) throws(ConfigurationError) -> [IPAddress] {
+        var out: [IPAddress] = []
+        for s in try strings(key, v) {
+            guard let a = IPAddress(s) else { throw ConfigurationError(key: key, reason: "\"\(s)\" is not an IP address") }
+            out.append(a)
+        }
+        return out
+    }
+
+    static func cidrs(_ key: String, _ v: TOMLValue) throws(ConfigurationError) -> [CIDR] {
+        var out: [CIDR] = []
+        for s in try strings(key, v) {
+            guard let a = CIDR(s) else { throw ConfigurationError(key: key, reason: "\"\(s)\" is not an address or CIDR") }
+            out.append(a)
+        }
+        return out
+    }
+
+    /// Parses `LOW-HIGH`.
+    public static func portRange(_ key: String, _ s: String) throws(ConfigurationError) -> ClosedRange<UInt16> {
+        let parts = s.split(separator: "-")
+        guard parts.count == 2, let low = UInt16(parts[0]), let high = UInt16(parts[1]), low <= high, low > 0 else {
+            throw ConfigurationError(key: key, reason: "expected LOW-HIGH with 0 < LOW <= HIGH <= 65535")
+        }
+        return low...high
+    }
+}
+
+/// Settings from command-line flags and `TRAVERSE_*` variables; applied over the file's
+/// (flag > environment > file > default).
+public struct ConfigurationOverrides: Sendable {
+    public var listen: [String] = []
+    public var tlsListen: [String] = []
+    public var realm: String?
+    public var users: [String] = []
+    public var secrets: [String] = []
+    public var relayAddresses: [String] = []
+    public var relayPorts: String?
+    public var allowPeers: [String] = []
+    public var logLevel: String?
+    public var stateDirectory: String?
+    public var legacyChannelNumbers: Bool?
+    public var maxAllocationsPerUser: Int?
+
+    public init() {}
+
+    /// Reads `TRAVERSE_LISTEN`, `TRAVERSE_TLS_LISTEN`, `TRAVERSE_REALM`, `TRAVERSE_USERS`,
+    /// `TRAVERSE_SECRETS`, `TRAVERSE_RELAY_ADDRESSES`, `TRAVERSE_RELAY_PORTS`,
+    /// `TRAVERSE_ALLOW_PEERS`, `TRAVERSE_LOG_LEVEL`, `TRAVERSE_STATE_DIR` (lists comma-separated).
+    public static func fromEnvironment(_ env: [String: String]) -> ConfigurationOverrides {
+        func list(_ k: String) -> [String] {
+            (env[k] ?? "").split(separator: ",").map { String($0.trimmingSpaces()) }.filter { !$0.isEmpty }
+        }
+        var o = ConfigurationOverrides()
+        o.listen = list("TRAVERSE_LISTEN")
+        o.tlsListen = list("TRAVERSE_TLS_LISTEN")
+        o.realm = env["TRAVERSE_REALM"]
+        o.users = list("TRAVERSE_USERS")
+        o.secrets = list("TRAVERSE_SECRETS")
+        o.relayAddresses = list("TRAVERSE_RELAY_ADDRESSES")
+        o.relayPorts = env["TRAVERSE_RELAY_PORTS"]
+        o.allowPeers = list("TRAVERSE_ALLOW_PEERS")
+        o.logLevel = env["TRAVERSE_LOG_LEVEL"]
+        o.stateDirectory = env["TRAVERSE_STATE_DIR"]
+        if env["TRAVERSE_LEGACY_CHANNEL_NUMBERS"] == "1" { o.legacyChannelNumbers = true }
+        o.maxAllocationsPerUser = env["TRAVERSE_USER_QUOTA"].flatMap { Int($0) ?? 0 }
+        return o
+    }
+
+    /// Applies these overrides; `source` names them in errors ("--listen" or "TRAVERSE_LISTEN").
+    public func apply(to base: TraverseConfiguration, flags: Bool) throws(ConfigurationError) -> TraverseConfiguration {
+        var c = base
+        func name(_ flag: String, _ env: String) -> String { flags ? flag : env }
+        if !listen.isEmpty {
+            c.listen = try listen.map { (s: String) throws(ConfigurationError) -> TransportAddress in
+                guard let a = TransportAddress(s) else {
+                    throw ConfigurationError(key: name("--listen", "TRAVERSE_LISTEN"), reason: "\"\(s)\" is not ADDRESS:PORT")
+                }
+                return a
+            }
+        }
+        if !tlsListen.isEmpty {
+            c.tlsListen = try tlsListen.map { (s: String) throws(ConfigurationError) -> TransportAddress in
+                guard let a = TransportAddress(s) else {
+                    throw ConfigurationError(
+                        key: name("--tls-listen", "TRAVERSE_TLS_LISTEN"), reason: "\"\(s)\" is not ADDRESS:PORT")
+                }
+                return a
+            }
+        }
+        if let realm { c.realm = realm }
+        for u in users {
+            guard let colon = u.firstIndex(of: ":"), colon != u.startIndex, u.index(after: colon) != u.endIndex else {
+                throw ConfigurationError(key: name("--user", "TRAVERSE_USERS"), reason: "expected NAME:PASSWORD")
+            }
+            c.users[String(u[..<colon])] = String(u[u.index(after: colon)...])
+        }
+        if !secrets.isEmpty { c.secrets = secrets }
+        if !relayAddresses.isEmpty {
+            c.relayAddresses = try relayAddresses.map { (s: String) throws(ConfigurationError) -> IPAddress in
+                guard let a = IPAddress(s) else {
+                    throw ConfigurationError(
+                        key: name("--relay-address", "TRAVERSE_RELAY_ADDRESSES"), reason: "\"\(s)\" is not an IP address")
+                }
+                return a
+            }
+        }
+        if let relayPorts {
+            c.portRange = try ConfigurationLoader.portRange(name("--relay-ports", "TRAVERSE_RELAY_PORTS"), relayPorts)
+        }
+        if !allowPeers.isEmpty {
+            c.allowPeers += try allowPeers.map { (s: String) throws(ConfigurationError) -> CIDR in
+                guard let a = CIDR(s) else {
+                    throw ConfigurationError(key: name("--allow-peer", "TRAVERSE_ALLOW_PEERS"), reason: "\"\(s)\" is not a CIDR")
+                }
+                return a
+            }
+        }
+        if let logLevel {
+            guard ConfigurationLoader.logLevels.contains(logLevel) else {
+                throw ConfigurationError(key: name("--log-level", "TRAVERSE_LOG_LEVEL"), reason: "unknown level \(logLevel)")
+            }
+            c.logLevel = logLevel
+        }
+        if let stateDirectory { c.stateDirectory = stateDirectory }
+        if let legacyChannelNumbers { c.legacyChannelNumbers = legacyChannelNumbers }
+        if let maxAllocationsPerUser {
+            guard maxAllocationsPerUser > 0 else {
+                throw ConfigurationError(key: name("--user-quota", "TRAVERSE_USER_QUOTA"), reason: "must be positive")
+            }
+            c.maxAllocationsPerUser = maxAllocationsPerUser
+        }
+        try ConfigurationLoader.validate(c)
+        return c
+    }
+}

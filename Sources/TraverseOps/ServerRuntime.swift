@@ -1,0 +1,119 @@
+public import Logging
+public import STUNCodec
+public import TURNCore
+public import TURNRelay
+
+/// A running Traverse server: the data path plus the state it shares, built from a
+/// `TraverseConfiguration`. Used by the executable and by in-process integration tests.
+public final class TraverseServer: Sendable {
+    public let configuration: TraverseConfiguration
+    public let relay: RelayServer
+    public let shared: SharedServerState
+    /// The credentials generated on first start when none were configured.
+    public let generatedCredentials: GeneratedCredentials?
+
+    /// Binds every socket and starts serving.
+    public init(configuration: TraverseConfiguration, logger: Logger) throws(StartupError) {
+        var config = configuration
+        var generated: GeneratedCredentials? = nil
+        if !config.hasCredentials {
+            do {
+                let g = try GeneratedCredentials.loadOrCreate(stateDirectory: config.stateDirectory)
+                config.users[g.username] = g.password
+                generated = g
+            } catch {
+                throw .configuration(error)
+            }
+        }
+        self.configuration = config
+        self.generatedCredentials = generated
+        let policy: CorePolicy
+        do {
+            policy = try config.policy()
+        } catch {
+            throw .configuration(error)
+        }
+        shared = SharedServerState(policy: policy)
+        do {
+            relay = try RelayServer(
+                configuration: config.relayConfiguration(), coreConfiguration: config.coreConfiguration(),
+                shared: shared, logger: logger)
+        } catch {
+            throw .socket(error)
+        }
+        relay.start()
+    }
+
+    /// Re-reads credentials and policy from `configuration` and puts them in force without
+    /// touching allocations (newly banned clients are dropped at the next sweep).
+    public func reload(_ configuration: TraverseConfiguration) throws(ConfigurationError) {
+        var c = configuration
+        if let g = generatedCredentials, !c.hasCredentials { c.users[g.username] = g.password }
+        shared.replacePolicy(try c.policy())
+    }
+
+    /// Stops serving; ends every allocation.
+    public func stop() { relay.stop() }
+
+    /// UDP addresses bound.
+    public var udpAddresses: [TransportAddress] { relay.boundUDP }
+
+    /// The announce file's JSON: bound addresses by transport.
+    public func announcement(pid: Int32, admin: TransportAddress?, tcp: [TransportAddress] = [], tls: [TransportAddress] = [])
+        -> String
+    {
+        func list(_ a: [TransportAddress]) -> String { "[" + a.map { "\"\($0)\"" }.joined(separator: ", ") + "]" }
+        let adminText = admin.map { "\"\($0)\"" } ?? "null"
+        return "{\"udp\": \(list(udpAddresses)), \"tcp\": \(list(tcp)), \"tls\": \(list(tls)), \"admin\": \(adminText), \"pid\": \(pid)}\n"
+    }
+}
+
+/// Why the server could not start.
+public enum StartupError: Error, CustomStringConvertible {
+    case configuration(ConfigurationError)
+    case socket(SocketError)
+
+    public var description: String {
+        switch self {
+        case .configuration(let e): e.description
+        case .socket(let e): "cannot listen: \(e)"
+        }
+    }
+}
+
+/// A user created on first start when nothing else is configured, so that Traverse never runs
+/// as an open relay. Kept in `<state-dir>/credentials.json` (mode 0600).
+public struct GeneratedCredentials: Sendable {
+    public let username: String
+    public let password: String
+    public let path: String
+
+    static func loadOrCreate(stateDirectory: String) throws(ConfigurationError) -> GeneratedCredentials {
+        let path = stateDirectory + "/credentials.json"
+        if let text = FileText.read(path), let user = field(text, "username"), let pass = field(text, "password") {
+            return GeneratedCredentials(username: user, password: pass, path: path)
+        }
+        guard FileText.makeDirectory(stateDirectory) else {
+            throw ConfigurationError(key: "server.state_directory", reason: "cannot create \(stateDirectory)")
+        }
+        let user = "traverse-" + Hex.encode(STUNDigest.randomBytes(4))
+        let pass = Base64.encode(STUNDigest.randomBytes(18))
+        let json = "{\"username\": \"\(user)\", \"password\": \"\(pass)\"}\n"
+        guard FileText.writeAtomically(json, to: path, mode: 0o600) else {
+            throw ConfigurationError(key: "server.state_directory", reason: "cannot write \(path)")
+        }
+        return GeneratedCredentials(username: user, password: pass, path: path)
+    }
+
+    static func field(_ json: String, _ name: String) -> String? {
+        guard let r = json.range(of: "\"\(name)\": \"") else { return nil }
+        let rest = json[r.upperBound...]
+        guard let end = rest.firstIndex(of: "\"") else { return nil }
+        return String(rest[..<end])
+    }
+
+    /// A ready-to-paste WebRTC `iceServers` entry for `urls`.
+    public func iceServersEntry(urls: [String]) -> String {
+        "{\"urls\": [\(urls.map { "\"\($0)\"" }.joined(separator: ", "))], \"username\": \"\(username)\", \"credential\": \"\(password)\"}"
+    }
+}
