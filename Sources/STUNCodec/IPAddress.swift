@@ -97,7 +97,10 @@ public enum IPAddress: Hashable, Sendable {
                     out.append(UInt16(v4 & 0xFFFF))
                     continue
                 }
-                guard !item.isEmpty, item.count <= 4, let g = UInt16(item, radix: 16) else { return nil }
+                // Hex digits only: UInt16(_:radix:) alone would also take a sign ("+1", "-0").
+                guard !item.isEmpty, item.utf8.count <= 4, item.utf8.allSatisfy(IPAddress.isASCIIHexDigit),
+                    let g = UInt16(item, radix: 16)
+                else { return nil }
                 out.append(g)
             }
             return out
@@ -119,6 +122,10 @@ public enum IPAddress: Hashable, Sendable {
         let lo = groups[4..<8].reduce(UInt64(0)) { $0 << 16 | UInt64($1) }
         return (hi, lo)
     }
+
+    static func isASCIIHexDigit(_ c: UInt8) -> Bool {
+        (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x46) || (c >= 0x61 && c <= 0x66)
+    }
 }
 
 extension IPAddress: CustomStringConvertible {
@@ -128,6 +135,11 @@ extension IPAddress: CustomStringConvertible {
         case .v4(let a):
             return "\(a >> 24).\(a >> 16 & 0xFF).\(a >> 8 & 0xFF).\(a & 0xFF)"
         case .v6(let hi, let lo):
+            // RFC 5952 §5: an IPv4 address behind a well-known prefix is written dotted:
+            // IPv4-mapped (::ffff:0:0/96) and the NAT64 prefix 64:ff9b::/96 (RFC 6052 §2.4).
+            let v4 = IPAddress.v4(UInt32(truncatingIfNeeded: lo))
+            if hi == 0 && lo >> 32 == 0x0000_FFFF { return "::ffff:\(v4)" }
+            if hi == 0x0064_FF9B_0000_0000 && lo >> 32 == 0 { return "64:ff9b::\(v4)" }
             let groups: [UInt16] = (0..<8).map { i in
                 let word = i < 4 ? hi : lo
                 return UInt16(truncatingIfNeeded: word >> (UInt64(3 - i % 4) * 16))
@@ -174,16 +186,24 @@ public struct TransportAddress: Hashable, Sendable, CustomStringConvertible {
             guard let close = text.firstIndex(of: "]") else { return nil }
             let host = text[text.index(after: text.startIndex)..<close]
             let rest = text[text.index(after: close)...]
-            guard rest.hasPrefix(":"), let port = UInt16(rest.dropFirst()), let ip = IPAddress(String(host)),
+            guard rest.hasPrefix(":"), let port = Self.parsePort(rest.dropFirst()), let ip = IPAddress(String(host)),
                 ip.family == .ipv6
             else { return nil }
             self.init(ip: ip, port: port)
         } else {
-            guard let colon = text.lastIndex(of: ":"), let port = UInt16(text[text.index(after: colon)...]),
+            guard let colon = text.lastIndex(of: ":"), let port = Self.parsePort(text[text.index(after: colon)...]),
                 let ip = IPAddress(String(text[..<colon])), ip.family == .ipv4
             else { return nil }
             self.init(ip: ip, port: port)
         }
+    }
+
+    /// Decimal digits only: UInt16(_:) alone would also take a sign ("+80").
+    static func parsePort(_ text: Substring) -> UInt16? {
+        guard !text.isEmpty, text.utf8.count <= 5, text.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else {
+            return nil
+        }
+        return UInt16(text)
     }
 
     /// The address family of `ip`.
