@@ -1,12 +1,13 @@
 /// Big-endian loads from raw bytes; alignment-free.
 extension UnsafeRawBufferPointer {
-    @inlinable func be16(_ offset: Int) -> UInt16 {
+    /// Reads a big-endian integer at `offset` (no alignment needed).
+    @inlinable public func be16(_ offset: Int) -> UInt16 {
         UInt16(bigEndian: loadUnaligned(fromByteOffset: offset, as: UInt16.self))
     }
-    @inlinable func be32(_ offset: Int) -> UInt32 {
+    @inlinable public func be32(_ offset: Int) -> UInt32 {
         UInt32(bigEndian: loadUnaligned(fromByteOffset: offset, as: UInt32.self))
     }
-    @inlinable func be64(_ offset: Int) -> UInt64 {
+    @inlinable public func be64(_ offset: Int) -> UInt64 {
         UInt64(bigEndian: loadUnaligned(fromByteOffset: offset, as: UInt64.self))
     }
 }

@@ -1,0 +1,121 @@
+public import STUNCodec
+
+/// A permission: a peer IP the allocation may exchange data with (RFC 8656 §9), until `expiry`.
+public struct Permission: Sendable, Hashable {
+    public var peer: IPAddress
+    public var expiry: UInt64
+}
+
+/// A channel binding (RFC 8656 §12) to one peer transport address, until `expiry`.
+public struct ChannelBinding: Sendable, Hashable {
+    public var number: UInt16
+    public var peer: TransportAddress
+    public var expiry: UInt64
+}
+
+/// Traffic counters of one allocation, reported when it ends.
+public struct TrafficCounters: Sendable, Hashable {
+    public var packetsFromClient: UInt64 = 0
+    public var bytesFromClient: UInt64 = 0
+    public var packetsToClient: UInt64 = 0
+    public var bytesToClient: UInt64 = 0
+    public init() {}
+}
+
+/// A token bucket in bytes, for the optional bandwidth cap.
+struct TokenBucket: Sendable {
+    var tokens: Double
+    var last: UInt64
+    let rate: Double
+    let burst: Double
+
+    init(bytesPerSecond: Int, now: UInt64) {
+        rate = Double(bytesPerSecond)
+        burst = Double(bytesPerSecond)
+        tokens = burst
+        last = now
+    }
+
+    mutating func take(_ n: Int, now: UInt64) -> Bool {
+        if now > last {
+            tokens = min(burst, tokens + Double(now - last) * rate / 1000)
+            last = now
+        }
+        if tokens < Double(n) { return false }
+        tokens -= Double(n)
+        return true
+    }
+}
+
+/// Why an allocation ended.
+public enum AllocationEndReason: String, Sendable {
+    case expired
+    case refreshedToZero = "deleted"
+    case connectionClosed = "connection_closed"
+    case banned
+    case shutdown
+}
+
+/// One allocation (RFC 8656 §6): relayed addresses, the client's 5-tuple, the authentication
+/// it was made with (the key, never the password), permissions and channels.
+public struct Allocation: Sendable {
+    public let fiveTuple: FiveTuple
+    public let username: String
+    /// The key the allocation was authenticated with; later requests may use it even after a
+    /// REST secret rotated away.
+    let key: [UInt8]
+    /// One relay, or two for a dual-stack allocation (RFC 8656 ADDITIONAL-ADDRESS-FAMILY).
+    public internal(set) var relays: [RelayEndpoint]
+    public internal(set) var expiry: UInt64
+    public internal(set) var permissions: [Permission] = []
+    public internal(set) var channels: [ChannelBinding] = []
+    public internal(set) var traffic = TrafficCounters()
+    public let createdAt: UInt64
+    /// The last request answered and its response, for retransmissions (RFC 8489 §6.3.1).
+    var lastTransaction: STUNTransactionID?
+    var lastResponse: [UInt8] = []
+    var lastResponseAt: UInt64 = 0
+    var bucketIn: TokenBucket?
+    var bucketOut: TokenBucket?
+
+    init(fiveTuple: FiveTuple, username: String, key: [UInt8], relays: [RelayEndpoint], expiry: UInt64, now: UInt64) {
+        self.fiveTuple = fiveTuple
+        self.username = username
+        self.key = key
+        self.relays = relays
+        self.expiry = expiry
+        self.createdAt = now
+    }
+
+    /// The relay of `family`, if the allocation has one.
+    @inlinable public func relay(for family: AddressFamily) -> RelayEndpoint? {
+        for r in relays where r.address.family == family { return r }
+        return nil
+    }
+
+    /// Whether a live permission exists for `ip`.
+    @inlinable public func hasPermission(_ ip: IPAddress, now: UInt64) -> Bool {
+        for p in permissions where p.peer == ip { return p.expiry > now }
+        return false
+    }
+
+    /// The live channel bound to `peer`, if any.
+    @inlinable public func channel(to peer: TransportAddress, now: UInt64) -> UInt16? {
+        for c in channels where c.peer == peer { return c.expiry > now ? c.number : nil }
+        return nil
+    }
+
+    /// The peer bound to channel `number`, if live.
+    @inlinable public func peer(onChannel number: UInt16, now: UInt64) -> TransportAddress? {
+        for c in channels where c.number == number { return c.expiry > now ? c.peer : nil }
+        return nil
+    }
+}
+
+/// Something that happened to an allocation, for logs and metrics (control path only).
+public enum AllocationEvent: Sendable {
+    case created(fiveTuple: FiveTuple, username: String, relays: [TransportAddress], lifetime: UInt32)
+    case ended(
+        fiveTuple: FiveTuple, username: String, durationMilliseconds: UInt64, traffic: TrafficCounters,
+        reason: AllocationEndReason)
+}

@@ -1,0 +1,849 @@
+public import STUNCodec
+
+/// What to do with a message that came from a client.
+public enum ClientMessageOutcome {
+    /// Send the `length` bytes written into the response buffer back to the client.
+    case reply(length: Int)
+    /// Send `payload` from the relay socket `handle` to `peer` (a Send indication's DATA).
+    case relay(handle: Int32, peer: TransportAddress, payload: UnsafeRawBufferPointer)
+    /// Nothing to send (dropped and counted, or an indication that needs no answer).
+    case none
+}
+
+/// How a datagram from a peer reaches the client.
+public enum PeerRoute: Equatable {
+    /// Wrap it in ChannelData with this channel number.
+    case channel(UInt16, FiveTuple)
+    /// Wrap it in a Data indication.
+    case indication(FiveTuple)
+    /// Drop it (counted).
+    case drop
+}
+
+/// The authenticated identity of a request, and how to protect the answer.
+struct AuthContext {
+    var username: String
+    var key: [UInt8]
+    var respondWithSHA256: Bool
+}
+
+/// The TURN server logic of one shard (RFC 8489, RFC 8656): authentication, allocations,
+/// permissions, channels and their lifetimes. It performs no I/O: it reads messages handed to
+/// it, writes answers into buffers it is given, and asks a `RelaySocketProvider` for relay
+/// sockets. Time is passed in.
+///
+/// Not thread-safe by design: each shard owns one core and calls it from its serial queue only.
+public final class TURNServerCore {
+    public let configuration: CoreConfiguration
+    public let shared: SharedServerState
+    let relays: any RelaySocketProvider
+    var nonces: NonceIssuer
+    /// Counters, summed across shards when scraped.
+    public var counters = CoreCounters()
+    /// Allocation events since the caller last drained them.
+    public var events: [AllocationEvent] = []
+
+    var slots: [Allocation?] = []
+    var freeSlots: [Int] = []
+    var byFiveTuple: [FiveTuple: Int] = [:]
+    var rateLimiter: SourceRateLimiter
+    var policyGeneration = -1
+    var policy: CorePolicy
+    let encodedPasswordAlgorithms: [UInt8]
+
+    /// How long a transaction's response is remembered for retransmissions (RFC 8489 §6.3.1).
+    static let transactionMemoryMilliseconds: UInt64 = 40_000
+
+    public init(
+        configuration: CoreConfiguration, shared: SharedServerState, relays: any RelaySocketProvider,
+        nonceSecret: [UInt8] = STUNDigest.randomBytes(32)
+    ) {
+        self.configuration = configuration
+        self.shared = shared
+        self.relays = relays
+        self.policy = shared.policy
+        var features: SecurityFeatures = [.passwordAlgorithms]
+        if !policy.credentials.users.isEmpty { features.insert(.usernameAnonymity) }
+        self.nonces = NonceIssuer(secret: nonceSecret, lifetime: configuration.nonceLifetime, features: features)
+        self.rateLimiter = SourceRateLimiter(ratePerSecond: configuration.unauthenticatedRatePerSecond)
+        var encoded = [UInt8]()
+        for a in configuration.passwordAlgorithms {
+            encoded += [UInt8(a.number >> 8), UInt8(a.number & 0xFF), UInt8(a.parameters.count >> 8),
+                UInt8(a.parameters.count & 0xFF)]
+            encoded += a.parameters + [UInt8](repeating: 0, count: (4 - a.parameters.count % 4) % 4)
+        }
+        self.encodedPasswordAlgorithms = encoded
+    }
+
+    /// Allocations held by this shard.
+    public var allocationCount: Int { byFiveTuple.count }
+
+    /// The allocation in `slot`, if any (for the I/O layer's relay-socket events).
+    public func allocation(inSlot slot: Int) -> Allocation? {
+        slot < slots.count ? slots[slot] : nil
+    }
+
+    /// The slot of the allocation on `fiveTuple`.
+    public func slot(for fiveTuple: FiveTuple) -> Int? { byFiveTuple[fiveTuple] }
+
+    func refreshPolicyIfNeeded() {
+        let g = shared.policyGeneration
+        if g != policyGeneration {
+            policy = shared.policy
+            policyGeneration = g
+            var features: SecurityFeatures = [.passwordAlgorithms]
+            if !policy.credentials.users.isEmpty { features.insert(.usernameAnonymity) }
+            nonces.features = features
+        }
+    }
+
+    // MARK: - Messages from clients
+
+    /// Handles a STUN message from a client on `fiveTuple`. A response, if any, is written into
+    /// `response` (which must hold at least 1500 bytes).
+    public func handleSTUN(
+        _ m: STUNMessageView, from fiveTuple: FiveTuple, now: CoreTime, response: UnsafeMutableRawBufferPointer
+    ) -> ClientMessageOutcome {
+        switch m.type.messageClass {
+        case .indication:
+            if m.type.method == .send { return handleSend(m, fiveTuple, now) }
+            return .none  // Binding indications (keepalives) and others need no answer.
+        case .successResponse, .errorResponse:
+            counters.drop(.unexpectedClass)
+            return .none
+        case .request:
+            break
+        }
+        counters.requests[Self.countedMethod(m.type.method).rawValue] &+= 1
+        refreshPolicyIfNeeded()
+
+        // A retransmission of a request already answered on this allocation gets the same answer.
+        if let slot = byFiveTuple[fiveTuple], let a = slots[slot], a.lastTransaction == m.transactionID,
+            now.milliseconds &- a.lastResponseAt < Self.transactionMemoryMilliseconds,
+            a.lastResponse.count <= response.count
+        {
+            a.lastResponse.withUnsafeBytes { response.copyMemory(from: $0) }
+            return .reply(length: a.lastResponse.count)
+        }
+
+        if m.type.method == .binding { return handleBinding(m, fiveTuple, now, response) }
+
+        if policy.bannedClients.isBanned(fiveTuple.client.ip) {
+            counters.drop(.bannedClient)
+            return unauthenticatedError(m, fiveTuple, now, 403, "Forbidden", response)
+        }
+
+        switch m.type.method {
+        case .allocate, .refresh, .createPermission, .channelBind:
+            break
+        default:
+            return unauthenticatedError(m, fiveTuple, now, 400, "Unsupported method", response)
+        }
+
+        let existingSlot = byFiveTuple[fiveTuple]
+        let existing = existingSlot.flatMap { slots[$0] }
+        let auth: AuthContext
+        switch authenticate(m, fiveTuple, now, allocation: existing, response) {
+        case .accepted(let a): auth = a
+        case .answered(let outcome): return outcome
+        }
+        if !m.unknownComprehensionRequired.isEmpty {
+            let unknown = m.unknownComprehensionRequired
+            return reply(m, auth, now, response, slot: nil, error: (420, "Unknown Attribute")) { w in
+                try w.append(.unknownAttributes, length: unknown.count * 2) { v in
+                    for i in 0..<unknown.count {
+                        v.storeBytes(of: unknown[i].rawValue.bigEndian, toByteOffset: i * 2, as: UInt16.self)
+                    }
+                }
+            }
+        }
+        if let existing, existing.username != auth.username {
+            counters.authFailures[AuthFailure.wrongUsername.rawValue] &+= 1
+            return reply(m, auth, now, response, slot: nil, error: (441, "Wrong Credentials"))
+        }
+
+        switch m.type.method {
+        case .allocate:
+            if existingSlot != nil {
+                return reply(m, auth, now, response, slot: nil, error: (437, "Allocation Mismatch"))
+            }
+            return handleAllocate(m, fiveTuple, auth, now, response)
+        default:
+            guard let slot = existingSlot else {
+                return reply(m, auth, now, response, slot: nil, error: (437, "Allocation Mismatch"))
+            }
+            switch m.type.method {
+            case .refresh: return handleRefresh(m, slot, auth, now, response)
+            case .createPermission: return handleCreatePermission(m, slot, auth, now, response)
+            default: return handleChannelBind(m, slot, auth, now, response)
+            }
+        }
+    }
+
+    static func countedMethod(_ m: STUNMethod) -> CountedMethod {
+        switch m {
+        case .binding: .binding
+        case .allocate: .allocate
+        case .refresh: .refresh
+        case .createPermission: .createPermission
+        case .channelBind: .channelBind
+        case .send: .send
+        case .connect: .connect
+        case .connectionBind: .connectionBind
+        default: .other
+        }
+    }
+
+    // MARK: Binding (RFC 8489 §7.3)
+
+    func handleBinding(_ m: STUNMessageView, _ fiveTuple: FiveTuple, _ now: CoreTime, _ out: UnsafeMutableRawBufferPointer)
+        -> ClientMessageOutcome
+    {
+        guard rateLimiter.allow(fiveTuple.client.ip, now: now.milliseconds) else {
+            counters.drop(.rateLimited)
+            return .none
+        }
+        do throws(STUNEncodingError) {
+            var w = try STUNMessageWriter(into: out, type: m.type.successResponse, transactionID: m.transactionID, cookie: m.cookie)
+            if !m.unknownComprehensionRequired.isEmpty {
+                return unauthenticatedError(m, fiveTuple, now, 420, "Unknown Attribute", out)
+            }
+            if m.isClassicSTUN {
+                try w.append(.mappedAddress, address: fiveTuple.client)
+            } else {
+                try w.append(.xorMappedAddress, address: fiveTuple.client)
+            }
+            if let software = configuration.software { try w.append(.software, string: software) }
+            if m.fingerprintOffset != nil { try w.appendFingerprint() }
+            return .reply(length: w.count)
+        } catch {
+            return .none
+        }
+    }
+
+    // MARK: Authentication (RFC 8489 §9.2.4, in the order the RFC gives)
+
+    enum AuthOutcome {
+        case accepted(AuthContext)
+        case answered(ClientMessageOutcome)
+    }
+
+    func authenticate(
+        _ m: STUNMessageView, _ fiveTuple: FiveTuple, _ now: CoreTime, allocation: Allocation?,
+        _ out: UnsafeMutableRawBufferPointer
+    ) -> AuthOutcome {
+        let hasMI = m.integrityOffset != nil
+        let hasMI256 = m.integritySHA256Offset != nil
+        // 1. No integrity: challenge.
+        guard hasMI || hasMI256 else {
+            counters.authFailures[AuthFailure.missingCredentials.rawValue] &+= 1
+            return .answered(challenge(m, fiveTuple, now, 401, "Unauthenticated", out))
+        }
+        // 2. Integrity without the attributes it needs.
+        let username = m.string(.username)
+        let userhash = m.value(of: .userhash).map { Array($0) }
+        guard username != nil || userhash != nil, let realm = m.string(.realm), let nonce = m.string(.nonce) else {
+            counters.authFailures[AuthFailure.badRequest.rawValue] &+= 1
+            return .answered(unauthenticatedError(m, fiveTuple, now, 400, "Bad Request", out))
+        }
+        // 3. Password algorithm, with bid-down protection.
+        let nonceCheck = nonces.check(nonce, from: fiveTuple.client, now: now.seconds)
+        let offered: SecurityFeatures
+        switch nonceCheck {
+        case .valid(let f), .stale(let f): offered = f
+        case .invalid: offered = NonceIssuer.features(of: nonce) ?? []
+        }
+        var algorithm = PasswordAlgorithm.md5
+        var legacy = true
+        if offered.contains(.passwordAlgorithms) {
+            let list = m.value(of: .passwordAlgorithms)
+            let chosen = m.value(of: .passwordAlgorithm)
+            if list != nil || chosen != nil {
+                guard let list, let chosen, chosen.count >= 4,
+                    list.elementsEqual(encodedPasswordAlgorithms),
+                    let pick = configuration.passwordAlgorithms.first(where: { $0.number == chosen.be16(0) })
+                else {
+                    counters.authFailures[AuthFailure.badRequest.rawValue] &+= 1
+                    return .answered(unauthenticatedError(m, fiveTuple, now, 400, "Bad Request", out))
+                }
+                algorithm = pick
+                legacy = false
+            }
+        }
+        // 4. The user must exist (and REST credentials must not have expired).
+        var name = username ?? ""
+        if username == nil, let userhash {
+            guard offered.contains(.usernameAnonymity), let known = policy.credentials.userhashIndex[userhash] else {
+                counters.authFailures[AuthFailure.unknownUser.rawValue] &+= 1
+                return .answered(challenge(m, fiveTuple, now, 401, "Unauthenticated", out))
+            }
+            name = known
+        }
+        guard realm == policy.credentials.realm else {
+            counters.authFailures[AuthFailure.wrongRealm.rawValue] &+= 1
+            return .answered(challenge(m, fiveTuple, now, 401, "Unauthenticated", out))
+        }
+        var keys = policy.credentials.candidateKeys(username: name, algorithm: algorithm, unixNow: now.unixSeconds)
+        if let allocation, allocation.username == name, algorithm == .md5 || allocation.key.count == 32 {
+            keys.append(allocation.key)
+        }
+        if keys.isEmpty {
+            let expired = policy.credentials.rest?.expiry(of: name).map { $0 < now.unixSeconds } ?? false
+            counters.authFailures[(expired ? AuthFailure.expiredCredentials : .unknownUser).rawValue] &+= 1
+            return .answered(challenge(m, fiveTuple, now, 401, "Unauthenticated", out))
+        }
+        // 5. The MAC: MESSAGE-INTEGRITY-SHA256 when present, else MESSAGE-INTEGRITY.
+        let verified = keys.first { key in
+            key.withUnsafeBytes { k in
+                hasMI256 ? m.verifyMessageIntegritySHA256(key: k) : m.verifyMessageIntegrity(key: k)
+            }
+        }
+        guard let key = verified else {
+            counters.authFailures[AuthFailure.badIntegrity.rawValue] &+= 1
+            return .answered(challenge(m, fiveTuple, now, 401, "Unauthenticated", out))
+        }
+        // 6. The nonce must still be fresh (and ours).
+        guard case .valid = nonceCheck else {
+            counters.authFailures[AuthFailure.staleNonce.rawValue] &+= 1
+            return .answered(challenge(m, fiveTuple, now, 438, "Stale Nonce", out))
+        }
+        return .accepted(AuthContext(username: name, key: key, respondWithSHA256: !legacy || (hasMI256 && !hasMI)))
+    }
+
+    /// 401/438 with REALM, a fresh NONCE and PASSWORD-ALGORITHMS: small, and rate limited.
+    func challenge(
+        _ m: STUNMessageView, _ fiveTuple: FiveTuple, _ now: CoreTime, _ code: Int, _ reason: String,
+        _ out: UnsafeMutableRawBufferPointer
+    ) -> ClientMessageOutcome {
+        guard rateLimiter.allow(fiveTuple.client.ip, now: now.milliseconds) else {
+            counters.drop(.rateLimited)
+            return .none
+        }
+        counters.countError(code)
+        do throws(STUNEncodingError) {
+            var w = try STUNMessageWriter(into: out, type: m.type.errorResponse, transactionID: m.transactionID)
+            try w.appendErrorCode(code, reason: reason)
+            try w.append(.realm, string: policy.credentials.realm)
+            try w.append(.nonce, string: nonces.issue(for: fiveTuple.client, now: now.seconds))
+            let algorithms = encodedPasswordAlgorithms
+            try algorithms.withUnsafeBytes { b in
+                Result { () throws(STUNEncodingError) in try w.append(.passwordAlgorithms, bytes: b) }
+            }.get()
+            if let software = configuration.software, m.type.method == .allocate || m.type.method == .refresh {
+                try w.append(.software, string: software)
+            }
+            if m.fingerprintOffset != nil { try w.appendFingerprint() }
+            return .reply(length: w.count)
+        } catch {
+            return .none
+        }
+    }
+
+    /// An error answer to a request that has not authenticated: no integrity, rate limited.
+    func unauthenticatedError(
+        _ m: STUNMessageView, _ fiveTuple: FiveTuple, _ now: CoreTime, _ code: Int, _ reason: String,
+        _ out: UnsafeMutableRawBufferPointer
+    ) -> ClientMessageOutcome {
+        guard rateLimiter.allow(fiveTuple.client.ip, now: now.milliseconds) else {
+            counters.drop(.rateLimited)
+            return .none
+        }
+        counters.countError(code)
+        do throws(STUNEncodingError) {
+            var w = try STUNMessageWriter(into: out, type: m.type.errorResponse, transactionID: m.transactionID, cookie: m.cookie)
+            try w.appendErrorCode(code, reason: reason)
+            if code == 420 {
+                let unknown = m.unknownComprehensionRequired
+                try w.append(.unknownAttributes, length: unknown.count * 2) { v in
+                    for i in 0..<unknown.count {
+                        v.storeBytes(of: unknown[i].rawValue.bigEndian, toByteOffset: i * 2, as: UInt16.self)
+                    }
+                }
+            }
+            if m.fingerprintOffset != nil { try w.appendFingerprint() }
+            return .reply(length: w.count)
+        } catch {
+            return .none
+        }
+    }
+
+    /// Writes an authenticated answer (success, or `error`), protected with the request's key and
+    /// algorithm, and remembers it on the allocation in `slot` for retransmissions.
+    func reply(
+        _ m: STUNMessageView, _ auth: AuthContext, _ now: CoreTime, _ out: UnsafeMutableRawBufferPointer, slot: Int?,
+        error: (Int, String)? = nil, _ body: (inout STUNMessageWriter) throws -> Void = { _ in }
+    ) -> ClientMessageOutcome {
+        if let error { counters.countError(error.0) }
+        do {
+            var w = try STUNMessageWriter(
+                into: out, type: error == nil ? m.type.successResponse : m.type.errorResponse,
+                transactionID: m.transactionID)
+            if let error { try w.appendErrorCode(error.0, reason: error.1) }
+            try body(&w)
+            if let software = configuration.software, m.type.method == .allocate || m.type.method == .refresh {
+                try w.append(.software, string: software)
+            }
+            try auth.key.withUnsafeBytes { k in
+                if auth.respondWithSHA256 {
+                    try w.appendMessageIntegritySHA256(key: k)
+                } else {
+                    try w.appendMessageIntegrity(key: k)
+                }
+            }
+            if m.fingerprintOffset != nil { try w.appendFingerprint() }
+            if let slot, slots[slot] != nil {
+                slots[slot]!.lastTransaction = m.transactionID
+                slots[slot]!.lastResponse = Array(w.message)
+                slots[slot]!.lastResponseAt = now.milliseconds
+            }
+            return .reply(length: w.count)
+        } catch {
+            return .none
+        }
+    }
+
+    // MARK: Allocate (RFC 8656 §7.2)
+
+    func handleAllocate(
+        _ m: STUNMessageView, _ fiveTuple: FiveTuple, _ auth: AuthContext, _ now: CoreTime,
+        _ out: UnsafeMutableRawBufferPointer
+    ) -> ClientMessageOutcome {
+        if shared.isDraining || shared.allocationCount >= shared.effectiveCapacity(configured: configuration.maxAllocations)
+        {
+            if let alternate = alternate(for: fiveTuple) {
+                let domain = fiveTuple.transport == .tls ? configuration.alternateDomain : nil
+                return reply(m, auth, now, out, slot: nil, error: (300, "Try Alternate")) { w in
+                    try w.append(.alternateServer, address: alternate)
+                    if let domain { try w.append(.alternateDomain, string: domain) }
+                }
+            }
+            if shared.isDraining {
+                return reply(m, auth, now, out, slot: nil, error: (508, "Insufficient Capacity"))
+            }
+        }
+        guard let transport = m.value(of: .requestedTransport) else {
+            return reply(m, auth, now, out, slot: nil, error: (400, "Missing REQUESTED-TRANSPORT"))
+        }
+        guard transport[0] == 17 else {
+            return reply(m, auth, now, out, slot: nil, error: (442, "Unsupported Transport Protocol"))
+        }
+        let dontFragment = m.contains(.dontFragment)
+        let token = m.value(of: .reservationToken).map { $0.be64(0) }
+        let requestedFamily = m.value(of: .requestedAddressFamily).map { AddressFamily(rawValue: $0[0]) }
+        let additionalFamily = m.value(of: .additionalAddressFamily).map { AddressFamily(rawValue: $0[0]) }
+        let evenPort = m.value(of: .evenPort).map { $0[0] & 0x80 != 0 }
+        if token != nil && (evenPort != nil || requestedFamily != nil || additionalFamily != nil) {
+            return reply(m, auth, now, out, slot: nil, error: (400, "Bad Request"))
+        }
+        if requestedFamily != nil && additionalFamily != nil {
+            return reply(m, auth, now, out, slot: nil, error: (400, "Bad Request"))
+        }
+        var families: [AddressFamily]
+        if let requestedFamily {
+            guard let f = requestedFamily, configuration.relayFamilies.contains(f) else {
+                return reply(m, auth, now, out, slot: nil, error: (440, "Address Family not Supported"))
+            }
+            families = [f]
+        } else {
+            guard configuration.relayFamilies.contains(.ipv4) else {
+                return reply(m, auth, now, out, slot: nil, error: (440, "Address Family not Supported"))
+            }
+            families = [.ipv4]
+        }
+        if evenPort == true && additionalFamily != nil {
+            return reply(m, auth, now, out, slot: nil, error: (400, "Bad Request"))
+        }
+        if let additionalFamily {
+            guard additionalFamily == .ipv6 else {
+                return reply(m, auth, now, out, slot: nil, error: (400, "Bad Request"))
+            }
+            families.append(.ipv6)
+        }
+
+        if let code = shared.reserve(
+            username: auth.username, maxTotal: configuration.maxAllocations,
+            maxPerUser: configuration.maxAllocationsPerUser)
+        {
+            if code == 508, let alternate = alternate(for: fiveTuple) {
+                return reply(m, auth, now, out, slot: nil, error: (300, "Try Alternate")) { w in
+                    try w.append(.alternateServer, address: alternate)
+                }
+            }
+            return reply(
+                m, auth, now, out, slot: nil,
+                error: code == 486 ? (486, "Allocation Quota Reached") : (508, "Insufficient Capacity"))
+        }
+
+        let slot = freeSlots.popLast() ?? { slots.append(nil); return slots.count - 1 }()
+        var opened: [RelayEndpoint] = []
+        var failedFamily: (AddressFamily, Int)? = nil
+        var reservationToken: UInt64? = nil
+        for family in families {
+            var request = RelayRequest(family: family, slot: slot)
+            request.evenPort = evenPort != nil
+            request.reserveNextPort = evenPort == true
+            request.reservationToken = token
+            request.dontFragment = dontFragment
+            switch relays.openRelay(request) {
+            case .opened(let endpoint, let newToken):
+                opened.append(endpoint)
+                if newToken != nil { reservationToken = newToken }
+            case .failed(let code):
+                failedFamily = (family, code)
+            }
+        }
+        guard !opened.isEmpty else {
+            freeSlots.append(slot)
+            shared.release(username: auth.username)
+            return reply(m, auth, now, out, slot: nil, error: (failedFamily?.1 ?? 508, "Insufficient Capacity"))
+        }
+
+        let lifetime = grantedLifetime(m.uint32(.lifetime))
+        var allocation = Allocation(
+            fiveTuple: fiveTuple, username: auth.username, key: auth.key, relays: opened,
+            expiry: now.milliseconds + UInt64(lifetime) * 1000, now: now.milliseconds)
+        if configuration.bandwidthPerAllocation > 0 {
+            allocation.bucketIn = TokenBucket(bytesPerSecond: configuration.bandwidthPerAllocation, now: now.milliseconds)
+            allocation.bucketOut = allocation.bucketIn
+        }
+        slots[slot] = allocation
+        byFiveTuple[fiveTuple] = slot
+        for r in opened { counters.allocationsCreated[r.address.family == .ipv4 ? 0 : 1] &+= 1 }
+        events.append(
+            .created(
+                fiveTuple: fiveTuple, username: auth.username, relays: opened.map { advertised($0.address) },
+                lifetime: lifetime))
+
+        let advertisedRelays = opened.map { advertised($0.address) }
+        return reply(m, auth, now, out, slot: slot) { w in
+            for r in advertisedRelays { try w.append(.xorRelayedAddress, address: r) }
+            try w.append(.lifetime, uint32: lifetime)
+            if let reservationToken { try w.append(.reservationToken, uint64: reservationToken) }
+            try w.append(.xorMappedAddress, address: fiveTuple.client)
+            if let (family, code) = failedFamily {
+                try w.appendAddressErrorCode(family: family, code, reason: "Insufficient Capacity")
+            }
+        }
+    }
+
+    func alternate(for fiveTuple: FiveTuple) -> TransportAddress? {
+        configuration.alternateServers.first { $0.family == fiveTuple.client.family }
+    }
+
+    /// The address clients are told: the configured public address for a private relay IP.
+    func advertised(_ address: TransportAddress) -> TransportAddress {
+        guard let ip = configuration.externalAddresses[address.ip] else { return address }
+        return TransportAddress(ip: ip, port: address.port)
+    }
+
+    /// RFC 8656 §7.2: min(requested, max), but never below the default.
+    func grantedLifetime(_ requested: UInt32?) -> UInt32 {
+        guard let requested else { return configuration.defaultLifetime }
+        return max(configuration.defaultLifetime, min(requested, configuration.maxLifetime))
+    }
+
+    // MARK: Refresh (RFC 8656 §8)
+
+    func handleRefresh(
+        _ m: STUNMessageView, _ slot: Int, _ auth: AuthContext, _ now: CoreTime, _ out: UnsafeMutableRawBufferPointer
+    ) -> ClientMessageOutcome {
+        var a = slots[slot]!
+        var onlyFamily: AddressFamily? = nil
+        if let raf = m.value(of: .requestedAddressFamily) {
+            guard let f = AddressFamily(rawValue: raf[0]), a.relay(for: f) != nil else {
+                return reply(m, auth, now, out, slot: slot, error: (443, "Peer Address Family Mismatch"))
+            }
+            onlyFamily = f
+        }
+        let requested = m.uint32(.lifetime)
+        if requested == 0 {
+            if let onlyFamily, a.relays.count > 1 {
+                if let r = a.relay(for: onlyFamily) { relays.closeRelay(r) }
+                a.relays.removeAll { $0.address.family == onlyFamily }
+                slots[slot] = a
+            } else {
+                // Answer first (the answer needs the key), then delete.
+                let outcome = reply(m, auth, now, out, slot: nil) { w in try w.append(.lifetime, uint32: 0) }
+                free(slot, reason: .refreshedToZero, now: now)
+                return outcome
+            }
+            return reply(m, auth, now, out, slot: slot) { w in try w.append(.lifetime, uint32: 0) }
+        }
+        let lifetime = grantedLifetime(requested)
+        a.expiry = now.milliseconds + UInt64(lifetime) * 1000
+        slots[slot] = a
+        return reply(m, auth, now, out, slot: slot) { w in try w.append(.lifetime, uint32: lifetime) }
+    }
+
+    // MARK: CreatePermission (RFC 8656 §10)
+
+    func handleCreatePermission(
+        _ m: STUNMessageView, _ slot: Int, _ auth: AuthContext, _ now: CoreTime, _ out: UnsafeMutableRawBufferPointer
+    ) -> ClientMessageOutcome {
+        let a = slots[slot]!
+        var peers: [IPAddress] = []
+        var invalid = false
+        m.forEachAttribute { t, v in
+            if t == .xorPeerAddress {
+                if let p = m.decodeXORAddress(v) { peers.append(p.ip) } else { invalid = true }
+            }
+            return true
+        }
+        if peers.isEmpty || invalid {
+            return reply(m, auth, now, out, slot: slot, error: (400, "Bad Request"))
+        }
+        if peers.contains(where: { a.relay(for: $0.family) == nil }) {
+            return reply(m, auth, now, out, slot: slot, error: (443, "Peer Address Family Mismatch"))
+        }
+        if peers.contains(where: { !policy.peers.allows($0) }) {
+            counters.drop(.peerDenied)
+            return reply(m, auth, now, out, slot: slot, error: (403, "Forbidden"))
+        }
+        let newCount = Set(peers).subtracting(a.permissions.filter { $0.expiry > now.milliseconds }.map(\.peer)).count
+        if a.permissions.filter({ $0.expiry > now.milliseconds }).count + newCount
+            > configuration.maxPermissionsPerAllocation
+        {
+            return reply(m, auth, now, out, slot: slot, error: (508, "Insufficient Capacity"))
+        }
+        for p in peers { installPermission(slot, p, now) }
+        return reply(m, auth, now, out, slot: slot)
+    }
+
+    func installPermission(_ slot: Int, _ ip: IPAddress, _ now: CoreTime) {
+        let expiry = now.milliseconds + UInt64(configuration.permissionLifetime) * 1000
+        if let i = slots[slot]!.permissions.firstIndex(where: { $0.peer == ip }) {
+            slots[slot]!.permissions[i].expiry = expiry
+        } else {
+            slots[slot]!.permissions.append(Permission(peer: ip, expiry: expiry))
+        }
+    }
+
+    // MARK: ChannelBind (RFC 8656 §12.2)
+
+    func handleChannelBind(
+        _ m: STUNMessageView, _ slot: Int, _ auth: AuthContext, _ now: CoreTime, _ out: UnsafeMutableRawBufferPointer
+    ) -> ClientMessageOutcome {
+        let a = slots[slot]!
+        guard let numberValue = m.value(of: .channelNumber), let peer = m.xorAddress(.xorPeerAddress) else {
+            return reply(m, auth, now, out, slot: slot, error: (400, "Bad Request"))
+        }
+        let number = numberValue.be16(0)
+        guard ChannelData.channelRange.contains(number) else {
+            return reply(m, auth, now, out, slot: slot, error: (400, "Bad Request"))
+        }
+        let live = a.channels.filter { $0.expiry > now.milliseconds }
+        if live.contains(where: { $0.number == number && $0.peer != peer })
+            || live.contains(where: { $0.peer == peer && $0.number != number })
+        {
+            return reply(m, auth, now, out, slot: slot, error: (400, "Bad Request"))
+        }
+        guard a.relay(for: peer.family) != nil else {
+            return reply(m, auth, now, out, slot: slot, error: (443, "Peer Address Family Mismatch"))
+        }
+        guard policy.peers.allows(peer.ip) else {
+            counters.drop(.peerDenied)
+            return reply(m, auth, now, out, slot: slot, error: (403, "Forbidden"))
+        }
+        let isNew = !live.contains { $0.number == number }
+        if isNew && live.count >= configuration.maxChannelsPerAllocation {
+            return reply(m, auth, now, out, slot: slot, error: (508, "Insufficient Capacity"))
+        }
+        let expiry = now.milliseconds + UInt64(configuration.channelLifetime) * 1000
+        slots[slot]!.channels.removeAll { $0.number == number || $0.peer == peer }
+        slots[slot]!.channels.append(ChannelBinding(number: number, peer: peer, expiry: expiry))
+        installPermission(slot, peer.ip, now)
+        return reply(m, auth, now, out, slot: slot)
+    }
+
+    // MARK: Send indication (RFC 8656 §11.2)
+
+    func handleSend(_ m: STUNMessageView, _ fiveTuple: FiveTuple, _ now: CoreTime) -> ClientMessageOutcome {
+        counters.requests[CountedMethod.send.rawValue] &+= 1
+        guard let slot = byFiveTuple[fiveTuple] else {
+            counters.drop(.noAllocation)
+            return .none
+        }
+        guard let peer = m.xorAddress(.xorPeerAddress), let data = m.value(of: .data) else {
+            counters.drop(.badIndication)
+            return .none
+        }
+        guard let relay = slots[slot]!.relay(for: peer.family) else {
+            counters.drop(.badIndication)
+            return .none
+        }
+        guard slots[slot]!.hasPermission(peer.ip, now: now.milliseconds) else {
+            counters.drop(.noPermission)
+            return .none
+        }
+        guard policy.peers.allows(peer.ip) else {
+            counters.drop(.peerDenied)
+            return .none
+        }
+        guard chargeClientToPeer(slot, data.count, now) else { return .none }
+        counters.relayedPacketsClientToPeer[1] &+= 1
+        counters.relayedBytesClientToPeer[1] &+= UInt64(data.count)
+        return .relay(handle: relay.handle, peer: peer, payload: data)
+    }
+
+    @inline(__always)
+    func chargeClientToPeer(_ slot: Int, _ n: Int, _ now: CoreTime) -> Bool {
+        if slots[slot]!.bucketIn != nil, !slots[slot]!.bucketIn!.take(n, now: now.milliseconds) {
+            counters.drop(.bandwidthExceeded)
+            return false
+        }
+        slots[slot]!.traffic.packetsFromClient &+= 1
+        slots[slot]!.traffic.bytesFromClient &+= UInt64(n)
+        return true
+    }
+
+    // MARK: - The packet path
+
+    /// Where a ChannelData message from a client goes: the relay socket and the bound peer.
+    /// Returns nil (and counts the drop) when there is no allocation or the channel is unbound.
+    public func routeChannelData(channel: UInt16, length: Int, from fiveTuple: FiveTuple, now: CoreTime)
+        -> (handle: Int32, peer: TransportAddress)?
+    {
+        guard let slot = byFiveTuple[fiveTuple] else {
+            counters.drop(.noAllocation)
+            return nil
+        }
+        return routeChannelData(channel: channel, length: length, slot: slot, now: now)
+    }
+
+    /// As `routeChannelData(channel:length:from:now:)` for a caller that knows the slot
+    /// (stream connections remember theirs).
+    public func routeChannelData(channel: UInt16, length: Int, slot: Int, now: CoreTime)
+        -> (handle: Int32, peer: TransportAddress)?
+    {
+        guard let a = slots[slot] else {
+            counters.drop(.noAllocation)
+            return nil
+        }
+        guard let peer = a.peer(onChannel: channel, now: now.milliseconds), let relay = a.relay(for: peer.family) else {
+            counters.drop(.unboundChannel)
+            return nil
+        }
+        guard a.hasPermission(peer.ip, now: now.milliseconds) else {
+            counters.drop(.noPermission)
+            return nil
+        }
+        guard chargeClientToPeer(slot, length, now) else { return nil }
+        counters.relayedPacketsClientToPeer[0] &+= 1
+        counters.relayedBytesClientToPeer[0] &+= UInt64(length)
+        return (relay.handle, peer)
+    }
+
+    /// How a datagram of `length` bytes from `peer`, received on the relay socket of `slot`,
+    /// reaches the client.
+    public func routePeerData(slot: Int, from peer: TransportAddress, length: Int, now: CoreTime) -> PeerRoute {
+        guard slot < slots.count, let a = slots[slot] else {
+            counters.drop(.noAllocation)
+            return .drop
+        }
+        guard a.hasPermission(peer.ip, now: now.milliseconds) else {
+            counters.drop(.noPermission)
+            return .drop
+        }
+        if slots[slot]!.bucketOut != nil, !slots[slot]!.bucketOut!.take(length, now: now.milliseconds) {
+            counters.drop(.bandwidthExceeded)
+            return .drop
+        }
+        slots[slot]!.traffic.packetsToClient &+= 1
+        slots[slot]!.traffic.bytesToClient &+= UInt64(length)
+        if let number = a.channel(to: peer, now: now.milliseconds) {
+            counters.relayedPacketsPeerToClient[0] &+= 1
+            counters.relayedBytesPeerToClient[0] &+= UInt64(length)
+            return .channel(number, a.fiveTuple)
+        }
+        counters.relayedPacketsPeerToClient[1] &+= 1
+        counters.relayedBytesPeerToClient[1] &+= UInt64(length)
+        return .indication(a.fiveTuple)
+    }
+
+    /// Whether an ICMP error about `peer` on the relay of `slot` may be passed to the client
+    /// (RFC 8656 §11.5: only with a permission for the peer).
+    public func routeICMP(slot: Int, peer: TransportAddress, now: CoreTime) -> FiveTuple? {
+        guard slot < slots.count, let a = slots[slot], a.hasPermission(peer.ip, now: now.milliseconds) else {
+            return nil
+        }
+        return a.fiveTuple
+    }
+
+    // MARK: - Lifetimes
+
+    /// Reaps expired allocations, permissions and channels, and closes allocations of clients the
+    /// current policy bans. Called about once a second; costs nothing per packet.
+    public func sweep(now: CoreTime) {
+        refreshPolicyIfNeeded()
+        let t = now.milliseconds
+        for slot in slots.indices {
+            guard let a = slots[slot] else { continue }
+            if a.expiry <= t {
+                free(slot, reason: .expired, now: now)
+            } else if policy.bannedClients.isBanned(a.fiveTuple.client.ip) {
+                free(slot, reason: .banned, now: now)
+            } else {
+                if a.permissions.contains(where: { $0.expiry <= t }) { slots[slot]!.permissions.removeAll { $0.expiry <= t } }
+                if a.channels.contains(where: { $0.expiry <= t }) { slots[slot]!.channels.removeAll { $0.expiry <= t } }
+                if a.lastTransaction != nil && t &- a.lastResponseAt >= Self.transactionMemoryMilliseconds {
+                    slots[slot]!.lastTransaction = nil
+                    slots[slot]!.lastResponse = []
+                }
+            }
+        }
+    }
+
+    /// Ends the allocation on `fiveTuple` (its stream connection closed, or shutdown).
+    public func closeAllocation(on fiveTuple: FiveTuple, reason: AllocationEndReason, now: CoreTime) {
+        if let slot = byFiveTuple[fiveTuple] { free(slot, reason: reason, now: now) }
+    }
+
+    /// Ends every allocation of this shard.
+    public func closeAll(reason: AllocationEndReason, now: CoreTime) {
+        for slot in slots.indices where slots[slot] != nil { free(slot, reason: reason, now: now) }
+    }
+
+    func free(_ slot: Int, reason: AllocationEndReason, now: CoreTime) {
+        guard let a = slots[slot] else { return }
+        for r in a.relays { relays.closeRelay(r) }
+        slots[slot] = nil
+        byFiveTuple[a.fiveTuple] = nil
+        freeSlots.append(slot)
+        shared.release(username: a.username)
+        events.append(
+            .ended(
+                fiveTuple: a.fiveTuple, username: a.username, durationMilliseconds: now.milliseconds &- a.createdAt,
+                traffic: a.traffic, reason: reason))
+    }
+}
+
+/// Per-source limits on unauthenticated answers, in a fixed table: bounded memory whatever the
+/// number of sources, and no per-client state beyond a hashed bucket.
+struct SourceRateLimiter {
+    struct Bucket {
+        var tokens: Int32
+        var lastRefill: UInt64
+    }
+    var buckets: [Bucket]
+    let ratePerSecond: Int32
+
+    init(ratePerSecond: Int, tableSize: Int = 4096) {
+        self.ratePerSecond = Int32(clamping: ratePerSecond)
+        buckets = Array(repeating: Bucket(tokens: Int32(clamping: ratePerSecond), lastRefill: 0), count: tableSize)
+    }
+
+    mutating func allow(_ ip: IPAddress, now: UInt64) -> Bool {
+        if ratePerSecond <= 0 { return true }
+        var h = Hasher()
+        h.combine(ip)
+        let i = Int(UInt(bitPattern: h.finalize()) % UInt(buckets.count))
+        let elapsed = now &- buckets[i].lastRefill
+        if elapsed >= 1000 {
+            buckets[i].tokens = ratePerSecond
+            buckets[i].lastRefill = now
+        }
+        if buckets[i].tokens <= 0 { return false }
+        buckets[i].tokens -= 1
+        return true
+    }
+}

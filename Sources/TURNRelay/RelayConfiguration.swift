@@ -1,0 +1,40 @@
+public import STUNCodec
+
+/// Settings of the I/O layer.
+public struct RelayConfiguration: Sendable {
+    /// UDP and TCP listening addresses (port 0 picks a free port).
+    public var listen: [TransportAddress] = [TransportAddress("127.0.0.1:3478")!, TransportAddress("[::1]:3478")!]
+    /// Number of shards (serial queues with their own sockets); 0 means one per core.
+    public var shards = 0
+    /// Relay IPs, at most one per family used; empty means the listening IPs.
+    public var relayAddresses: [IPAddress] = []
+    /// Relay port range (RFC 8656 §7.2 suggests 49152–65535).
+    public var portRange: ClosedRange<UInt16> = 49152...65535
+    /// SO_RCVBUF/SO_SNDBUF for every UDP socket.
+    public var socketBufferBytes: Int32 = 4 << 20
+    /// Datagrams per recvmmsg/sendmmsg call.
+    public var batchSize = 64
+    /// Log client addresses in full (debugging) instead of redacted.
+    public var logFullAddresses = false
+
+    public init() {}
+
+    /// The relay IP to use for `family`.
+    public func relayIP(for family: AddressFamily) -> IPAddress? {
+        if let ip = relayAddresses.first(where: { $0.family == family }) { return ip }
+        if !relayAddresses.isEmpty { return nil }
+        return listen.first { $0.family == family }?.ip
+    }
+}
+
+/// How client addresses appear in logs: redacted unless the operator opts in (privacy by default).
+public enum AddressRedaction {
+    /// `198.51.x.x:*` / `2001:db8::…:*` unless `full`.
+    public static func format(_ address: TransportAddress, full: Bool) -> String {
+        if full { return address.description }
+        switch address.ip {
+        case .v4(let a): return "\(a >> 24).\(a >> 16 & 0xFF).x.x"
+        case .v6(let hi, _): return "\(IPAddress.v6(hi & 0xFFFF_FFFF_0000_0000, 0))/32"
+        }
+    }
+}

@@ -1,0 +1,99 @@
+import Dispatch
+public import Logging
+public import STUNCodec
+public import TURNCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The whole data path: N shards, each with its own SO_REUSEPORT socket on every listening
+/// address, sharing one relay port range and one `SharedServerState`.
+///
+/// `@unchecked Sendable`: `shards` and `boundUDP` are written once in `init` and only read
+/// afterwards; each shard's mutable state is confined to its own queue.
+public final class RelayServer: @unchecked Sendable {
+    public let configuration: RelayConfiguration
+    public let coreConfiguration: CoreConfiguration
+    public let shared: SharedServerState
+    public private(set) var shards: [Shard] = []
+    /// The UDP addresses actually bound (port 0 resolved).
+    public private(set) var boundUDP: [TransportAddress] = []
+    let ports: PortPool
+    let logger: Logger
+
+    /// Binds every listening socket; `start()` then begins serving.
+    public init(
+        configuration: RelayConfiguration, coreConfiguration: CoreConfiguration, shared: SharedServerState,
+        logger: Logger
+    ) throws(SocketError) {
+        self.configuration = configuration
+        var core = coreConfiguration
+        core.relayFamilies = Set([AddressFamily.ipv4, .ipv6].filter { configuration.relayIP(for: $0) != nil })
+        self.coreConfiguration = core
+        self.shared = shared
+        self.logger = logger
+        self.ports = PortPool(range: configuration.portRange)
+        let count = configuration.shards > 0 ? configuration.shards : max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+        for i in 0..<count {
+            shards.append(
+                Shard(index: i, configuration: configuration, coreConfiguration: core, shared: shared, ports: ports,
+                      logger: logger))
+        }
+        for requested in configuration.listen {
+            var address = requested
+            for shard in shards {
+                let fd = try Sockets.open(requested.family, type: Int32(SOCK_DGRAM.rawValue))
+                Sockets.setInt(fd, SOL_SOCKET, SO_REUSEPORT, 1)
+                do {
+                    try Sockets.bind(fd, address)
+                } catch {
+                    close(fd)
+                    throw error
+                }
+                if address.port == 0, let bound = Sockets.localAddress(fd) { address = bound }
+                Sockets.tuneDatagramSocket(fd, bufferBytes: configuration.socketBufferBytes)
+                shard.addListener(fd: fd, address: address)
+            }
+            boundUDP.append(address)
+        }
+    }
+
+    /// Starts every shard.
+    public func start() {
+        for shard in shards { shard.queue.sync { shard.start() } }
+        logger.info(
+            "serving",
+            metadata: [
+                "udp": "\(boundUDP.map(\.description).joined(separator: ","))", "shards": "\(shards.count)",
+                "relay_ports": "\(configuration.portRange.lowerBound)-\(configuration.portRange.upperBound)",
+            ])
+    }
+
+    /// Stops every shard: sockets closed, allocations ended.
+    public func stop() {
+        for shard in shards { shard.queue.sync { shard.stop() } }
+    }
+
+    /// Counters summed over the shards (each read on its own queue).
+    public func counters() -> CoreCounters {
+        var total = CoreCounters()
+        for shard in shards { total.add(shard.queue.sync { shard.core.counters }) }
+        return total
+    }
+
+    /// Allocations held across all shards.
+    public var allocationCount: Int { shared.allocationCount }
+
+    /// Kernel receive-queue drops on all sockets.
+    public func kernelDrops() -> Int64 {
+        shards.reduce(0) { sum, shard in sum + shard.queue.sync { shard.kernelDrops } }
+    }
+
+    /// Relay ports still free for `family`.
+    public func freeRelayPorts(_ family: AddressFamily) -> Int { ports.freeCount(family) }
+
+    /// Registers an observer of allocation events on every shard.
+    public func observeAllocations(_ observer: @escaping @Sendable (AllocationEvent) -> Void) {
+        for shard in shards { shard.queue.sync { shard.eventObserver = observer } }
+    }
+}

@@ -1,0 +1,411 @@
+import CTraverseSystem
+public import Dispatch
+import Logging
+import STUNCodec
+public import TURNCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One shard of the data path: a serial queue, its own SO_REUSEPORT listening sockets, the relay
+/// sockets of the allocations made on it, and the TURN core that owns those allocations.
+///
+/// The kernel spreads clients over the shards' listening sockets by hashing the 5-tuple, so a
+/// client's packets always reach the same shard; peer packets arrive on relay sockets that the
+/// same shard owns. Everything an allocation touches therefore stays on one queue: no locks on
+/// the packet path.
+///
+/// `@unchecked Sendable`: all mutable state is confined to `queue` (checked with
+/// `dispatchPrecondition` in debug builds); other threads only enqueue work on it.
+public final class Shard: @unchecked Sendable, RelaySocketProvider {
+    struct Listener {
+        let fd: Int32
+        let address: TransportAddress
+        let source: any DispatchSourceRead
+    }
+    struct RelaySocket {
+        let source: any DispatchSourceRead
+        let endpoint: RelayEndpoint
+    }
+
+    public let index: Int
+    public let queue: DispatchQueue
+    let configuration: RelayConfiguration
+    public private(set) var core: TURNServerCore!
+    let ports: PortPool
+    var logger: Logger
+    var listeners: [Listener] = []
+    var relaySockets: [Int32: RelaySocket] = [:]
+    let rx: ReceiveBatch
+    let tx: SendBatch
+    var sweepTimer: (any DispatchSourceTimer)?
+    var random: UInt64
+    /// Kernel drops seen on each socket (cumulative, from SO_RXQ_OVFL).
+    var kernelDropsByFD: [Int32: Int64] = [:]
+    var kernelDropsClosed: Int64 = 0
+    /// Streams (TCP/TLS connections) by client 5-tuple, for packets that must go out over them.
+    public var streamWriters: [FiveTuple: any StreamWriter] = [:]
+    /// Called with each allocation event after it is logged (metrics, tests).
+    public var eventObserver: ((AllocationEvent) -> Void)?
+
+    /// The header room kept in front of received payloads: enough for a Data indication with an
+    /// IPv6 XOR-PEER-ADDRESS (20 + 24 + 4 bytes) rounded up.
+    static let headroom = 64
+
+    init(index: Int, configuration: RelayConfiguration, coreConfiguration: CoreConfiguration,
+         shared: SharedServerState, ports: PortPool, logger: Logger)
+    {
+        self.index = index
+        self.queue = DispatchQueue(label: "traverse.shard.\(index)", qos: .userInteractive)
+        self.configuration = configuration
+        self.ports = ports
+        self.logger = logger
+        self.logger[metadataKey: "shard"] = "\(index)"
+        rx = ReceiveBatch(capacity: configuration.batchSize, bufferSize: 2048 + Self.headroom, headroom: Self.headroom)
+        tx = SendBatch(capacity: configuration.batchSize * 2)
+        random = UInt64.random(in: 1...UInt64.max)
+        core = TURNServerCore(configuration: coreConfiguration, shared: shared, relays: self)
+    }
+
+    @inline(__always) func assertOnQueue() {
+        #if DEBUG
+        dispatchPrecondition(condition: .onQueue(queue))
+        #endif
+    }
+
+    @inline(__always) func now() -> CoreTime {
+        CoreTime(milliseconds: Clock.monotonicMilliseconds(), unixSeconds: Clock.unixSeconds())
+    }
+
+    // MARK: Listeners
+
+    /// Adds a UDP listening socket (already bound with SO_REUSEPORT) to this shard.
+    func addListener(fd: Int32, address: TransportAddress) {
+        let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
+        let listener = Listener(fd: fd, address: address, source: source)
+        source.setEventHandler { [unowned self] in self.drainListener(listener) }
+        source.setCancelHandler { close(fd) }
+        listeners.append(listener)
+    }
+
+    func start() {
+        for l in listeners { l.source.activate() }
+        let timer = DispatchSource.makeTimerSource(queue: queue)
+        timer.schedule(deadline: .now() + 1, repeating: 1.0, leeway: .milliseconds(100))
+        timer.setEventHandler { [unowned self] in self.sweep() }
+        timer.activate()
+        sweepTimer = timer
+    }
+
+    /// Stops every socket and ends every allocation. Runs on the queue.
+    func stop() {
+        assertOnQueue()
+        core.closeAll(reason: .shutdown, now: now())
+        drainEvents()
+        sweepTimer?.cancel()
+        for l in listeners { l.source.cancel() }
+        listeners.removeAll()
+    }
+
+    func sweep() {
+        assertOnQueue()
+        let t = now()
+        core.sweep(now: t)
+        if index == 0 { ports.expireReservations(now: t.milliseconds) }
+        drainEvents()
+    }
+
+    /// The UDP listener socket bound to `address` on this shard.
+    @inline(__always) func listenerFD(for address: TransportAddress) -> Int32? {
+        for l in listeners where l.address == address { return l.fd }
+        return nil
+    }
+
+    func drainListener(_ listener: Listener) {
+        assertOnQueue()
+        let t = now()
+        for _ in 0..<16 {  // bounded, so relay sockets on this queue get their turn
+            let n = rx.receive(listener.fd)
+            if n <= 0 { break }
+            noteKernelDrops(listener.fd, n)
+            for i in 0..<n { handleClientDatagram(i, listener, t) }
+            tx.flush()
+            if n < rx.capacity { break }
+        }
+        finishBatch()
+    }
+
+    @inline(__always)
+    func handleClientDatagram(_ i: Int, _ listener: Listener, _ t: CoreTime) {
+        let length = rx.length(i)
+        guard let client = SocketAddress.read(rx.addresses + i) else { return }
+        let bytes = UnsafeRawBufferPointer(start: rx.payload(i), count: length)
+        if length == 0 || rx.truncated(i) {
+            core.counters.drop(.notSTUNOrChannelData)
+            return
+        }
+        let fiveTuple = FiveTuple(client: client, server: listener.address, transport: .udp)
+        switch ChannelData.classify(firstByte: bytes[0]) {
+        case .channelData:
+            guard let frame = try? ChannelData.parse(bytes) else {
+                core.counters.drop(.malformedChannelData)
+                return
+            }
+            if let (handle, peer) = core.routeChannelData(
+                channel: frame.channel, length: frame.payload.count, from: fiveTuple, now: t)
+            {
+                tx.enqueue(fd: handle, to: peer, bytes: frame.payload.baseAddress ?? UnsafeRawPointer(rx.payload(i)),
+                           length: frame.payload.count)
+            }
+        case .stun:
+            handleSTUN(bytes, fiveTuple, t) { reply, length in
+                self.tx.enqueueReply(fd: listener.fd, to: client, length: length)
+                _ = reply
+            }
+        case .other:
+            core.counters.drop(.notSTUNOrChannelData)
+        }
+    }
+
+    /// Parses and handles a STUN message from a client on any transport; `send` is called with
+    /// the reply buffer and the length of an answer to send back.
+    @inline(__always)
+    func handleSTUN(
+        _ bytes: UnsafeRawBufferPointer, _ fiveTuple: FiveTuple, _ t: CoreTime,
+        send: (UnsafeMutableRawBufferPointer, Int) -> Void
+    ) {
+        let view: STUNMessageView
+        do {
+            view = try STUNMessageView(validating: bytes)
+        } catch {
+            core.counters.drop(.malformedSTUN)
+            return
+        }
+        let buffer = tx.nextReplyBuffer
+        switch core.handleSTUN(view, from: fiveTuple, now: t, response: buffer) {
+        case .reply(let length):
+            send(buffer, length)
+        case .relay(let handle, let peer, let payload):
+            tx.enqueue(fd: handle, to: peer, bytes: payload.baseAddress ?? UnsafeRawPointer(buffer.baseAddress!),
+                       length: payload.count)
+        case .none:
+            break
+        }
+    }
+
+    func noteKernelDrops(_ fd: Int32, _ n: Int) {
+        let d = rx.kernelDrops(n - 1)
+        if d >= 0 { kernelDropsByFD[fd] = d }
+    }
+
+    /// Kernel drops on this shard's sockets so far.
+    public var kernelDrops: Int64 { kernelDropsByFD.values.reduce(kernelDropsClosed, +) }
+
+    func finishBatch() {
+        if tx.failed > 0 {
+            core.counters.drops[DropReason.sendFailed.rawValue] &+= UInt64(tx.failed)
+            tx.failed = 0
+        }
+        if !core.events.isEmpty { drainEvents() }
+    }
+
+    func drainEvents() {
+        let events = core.events
+        core.events.removeAll(keepingCapacity: true)
+        let full = configuration.logFullAddresses
+        for e in events {
+            switch e {
+            case .created(let ft, _, let relays, let lifetime):
+                logger.info(
+                    "allocation created",
+                    metadata: [
+                        "client": "\(AddressRedaction.format(ft.client, full: full))", "transport": "\(ft.transport)",
+                        "relay": "\(relays.map(\.description).joined(separator: ","))", "lifetime": "\(lifetime)",
+                    ])
+            case .ended(let ft, _, let duration, let traffic, let reason):
+                logger.info(
+                    "allocation ended",
+                    metadata: [
+                        "client": "\(AddressRedaction.format(ft.client, full: full))", "transport": "\(ft.transport)",
+                        "duration_ms": "\(duration)", "reason": "\(reason.rawValue)",
+                        "packets_in": "\(traffic.packetsFromClient)", "bytes_in": "\(traffic.bytesFromClient)",
+                        "packets_out": "\(traffic.packetsToClient)", "bytes_out": "\(traffic.bytesToClient)",
+                    ])
+                streamWriters[ft]?.allocationEnded()
+            }
+            eventObserver?(e)
+        }
+    }
+
+    // MARK: Relay sockets (RelaySocketProvider)
+
+    public func openRelay(_ request: RelayRequest) -> RelayOpenResult {
+        assertOnQueue()
+        let t = Clock.monotonicMilliseconds()
+        guard let ip = configuration.relayIP(for: request.family) else { return .failed(code: 440) }
+        for _ in 0..<32 {
+            var port: UInt16
+            var token: UInt64? = nil
+            if let reserved = request.reservationToken {
+                guard let (family, p) = ports.redeem(reserved, now: t), family == request.family else {
+                    return .failed(code: 508)
+                }
+                port = p
+            } else {
+                guard let (p, newToken) = ports.take(
+                    request.family, even: request.evenPort, reserveNext: request.reserveNextPort, now: t)
+                else { return .failed(code: 508) }
+                port = p
+                token = newToken
+            }
+            let address = TransportAddress(ip: ip, port: port)
+            do {
+                let fd = try Sockets.open(request.family, type: Int32(SOCK_DGRAM.rawValue))
+                do {
+                    try Sockets.bind(fd, address)
+                } catch {
+                    close(fd)
+                    if request.reservationToken != nil { return .failed(code: 508) }
+                    continue  // taken by another process: try another port (this one stays marked used)
+                }
+                Sockets.tuneDatagramSocket(fd, bufferBytes: configuration.socketBufferBytes)
+                traverse_enable_recverr(fd, Sockets.family(request.family))
+                if request.dontFragment { traverse_set_dont_fragment(fd, Sockets.family(request.family), 1) }
+                let endpoint = RelayEndpoint(handle: fd, address: address)
+                let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
+                let slot = request.slot
+                source.setEventHandler { [unowned self] in self.drainRelay(fd: fd, slot: slot) }
+                source.setCancelHandler { close(fd) }
+                source.activate()
+                relaySockets[fd] = RelaySocket(source: source, endpoint: endpoint)
+                return .opened(endpoint, reservationToken: token)
+            } catch {
+                logger.error("relay socket failed", metadata: ["error": "\(error)"])
+                ports.release(request.family, port)
+                return .failed(code: 508)
+            }
+        }
+        return .failed(code: 508)
+    }
+
+    public func closeRelay(_ endpoint: RelayEndpoint) {
+        assertOnQueue()
+        guard let socket = relaySockets.removeValue(forKey: endpoint.handle) else { return }
+        socket.source.cancel()
+        kernelDropsClosed += kernelDropsByFD.removeValue(forKey: endpoint.handle) ?? 0
+        ports.release(endpoint.address.family, endpoint.address.port)
+    }
+
+    /// Relays datagrams that peers sent to the relay socket `fd` of the allocation in `slot`.
+    func drainRelay(fd: Int32, slot: Int) {
+        assertOnQueue()
+        let t = now()
+        for _ in 0..<16 {
+            let n = rx.receive(fd)
+            if n < 0 {
+                drainICMPErrors(fd: fd, slot: slot, t)
+                break
+            }
+            if n == 0 { break }
+            noteKernelDrops(fd, n)
+            for i in 0..<n {
+                guard let peer = SocketAddress.read(rx.addresses + i) else { continue }
+                forwardToClient(payload: rx.payload(i), length: rx.length(i), from: peer, slot: slot, t)
+            }
+            tx.flush()
+            if n < rx.capacity { break }
+        }
+        finishBatch()
+    }
+
+    /// Wraps a peer's datagram in ChannelData or a Data indication, in the headroom in front of
+    /// it, and queues it to the client.
+    @inline(__always)
+    func forwardToClient(payload: UnsafeMutableRawPointer, length: Int, from peer: TransportAddress, slot: Int, _ t: CoreTime) {
+        switch core.routePeerData(slot: slot, from: peer, length: length, now: t) {
+        case .drop:
+            return
+        case .channel(let number, let ft):
+            let start = payload - ChannelData.headerSize
+            ChannelData.writeHeader(channel: number, payloadLength: length, to: start)
+            var total = ChannelData.headerSize + length
+            if ft.transport != .udp {
+                let padded = ChannelData.streamFrameSize(payloadLength: length)
+                for j in total..<padded { start.storeBytes(of: 0, toByteOffset: j, as: UInt8.self) }
+                total = padded
+            }
+            send(UnsafeRawPointer(start), total, to: ft)
+        case .indication(let ft):
+            let addressLength = peer.family == .ipv4 ? 8 : 20
+            let headerLength = stunHeaderSize + 4 + addressLength + 4
+            let start = payload - headerLength
+            let padded = (length + 3) & ~3
+            for j in length..<padded { payload.storeBytes(of: 0, toByteOffset: j, as: UInt8.self) }
+            random ^= random << 13
+            random ^= random >> 7
+            random ^= random << 17
+            let tid = STUNTransactionID(high: random, low: UInt32(truncatingIfNeeded: random >> 17))
+            let type = STUNMessageType(method: .data, class: .indication)
+            start.storeBytes(of: type.wireValue.bigEndian, as: UInt16.self)
+            start.storeBytes(of: UInt16(headerLength - stunHeaderSize + padded).bigEndian, toByteOffset: 2, as: UInt16.self)
+            start.storeBytes(of: stunMagicCookie.bigEndian, toByteOffset: 4, as: UInt32.self)
+            start.storeBytes(of: tid.high.bigEndian, toByteOffset: 8, as: UInt64.self)
+            start.storeBytes(of: tid.low.bigEndian, toByteOffset: 16, as: UInt32.self)
+            start.storeBytes(of: STUNAttributeType.xorPeerAddress.rawValue.bigEndian, toByteOffset: 20, as: UInt16.self)
+            start.storeBytes(of: UInt16(addressLength).bigEndian, toByteOffset: 22, as: UInt16.self)
+            _ = AddressCoding.encode(peer, xor: true, transactionID: tid, into: start + 24)
+            let dataHeader = 24 + addressLength
+            start.storeBytes(of: STUNAttributeType.data.rawValue.bigEndian, toByteOffset: dataHeader, as: UInt16.self)
+            start.storeBytes(of: UInt16(length).bigEndian, toByteOffset: dataHeader + 2, as: UInt16.self)
+            send(UnsafeRawPointer(start), headerLength + padded, to: ft)
+        }
+    }
+
+    @inline(__always)
+    func send(_ bytes: UnsafeRawPointer, _ length: Int, to ft: FiveTuple) {
+        if ft.transport == .udp {
+            if let fd = listenerFD(for: ft.server) { tx.enqueue(fd: fd, to: ft.client, bytes: bytes, length: length) }
+        } else if let writer = streamWriters[ft] {
+            writer.write(UnsafeRawBufferPointer(start: bytes, count: length))
+        }
+    }
+
+    /// Passes ICMP errors from the relay socket's error queue to the client as Data indications
+    /// with an ICMP attribute (RFC 8656 §11.5), when a permission for the peer exists.
+    func drainICMPErrors(fd: Int32, slot: Int, _ t: CoreTime) {
+        var error = traverse_icmp_error()
+        for _ in 0..<16 {
+            let r = traverse_read_icmp_error(fd, &error)
+            if r < 0 { break }
+            if r == 0 { continue }
+            let peer = withUnsafePointer(to: &error.destination) { SocketAddress.read(UnsafeRawPointer($0)) }
+            guard let peer, let ft = core.routeICMP(slot: slot, peer: peer, now: t) else { continue }
+            let buffer = tx.nextReplyBuffer
+            let tid = STUNTransactionID.random()
+            guard var w = try? STUNMessageWriter(into: buffer, type: STUNMessageType(method: .data, class: .indication), transactionID: tid),
+                (try? w.append(.xorPeerAddress, address: peer)) != nil,
+                (try? w.append(.icmp, length: 8, { v in
+                    v.storeBytes(of: UInt16(0), as: UInt16.self)
+                    v[2] = error.type
+                    v[3] = error.code
+                    v.storeBytes(of: error.info.bigEndian, toByteOffset: 4, as: UInt32.self)
+                })) != nil
+            else { continue }
+            if ft.transport == .udp, let lfd = listenerFD(for: ft.server) {
+                tx.enqueueReply(fd: lfd, to: ft.client, length: w.count)
+            } else {
+                streamWriters[ft]?.write(w.message)
+            }
+        }
+        tx.flush()
+    }
+}
+
+/// Where packets for a stream-connected client (TCP/TLS) go. Implemented by the stream layer;
+/// called on the shard's queue.
+public protocol StreamWriter: AnyObject {
+    /// Queues bytes to the client (framing already applied).
+    func write(_ bytes: UnsafeRawBufferPointer)
+    /// The allocation of this connection ended.
+    func allocationEnded()
+}
