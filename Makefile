@@ -1,0 +1,97 @@
+# Traverse: build, run and test. `make run` and `make test` work on a fresh Debian 12 machine.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := build
+
+SWIFT ?= swift
+# Build directory (e.g. `make test SCRATCH=.build-harness`).
+SCRATCH ?= .build
+SWIFT_BUILD_FLAGS ?=
+TRAVERSE := $(SCRATCH)/debug/traverse
+VENV ?= .venv
+PYTHON ?= python3
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_GET := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -qq -y -o Dpkg::Use-Pty=0
+
+BUILD_PACKAGES := libssl-dev libsrtp2-dev pkg-config
+INTEROP_PACKAGES := coturn stun-client
+
+# apt_install(packages): install those not yet installed; `apt-get update` only when something is missing.
+define apt_install
+missing=""; \
+for p in $(1); do \
+  dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+done; \
+if [ -n "$$missing" ]; then \
+  echo "apt-get install:$$missing"; \
+  $(APT_GET) update >/dev/null; \
+  $(APT_GET) install --no-install-recommends $$missing >/dev/null; \
+fi
+endef
+
+.PHONY: deps build run test swift-test interop interop-deps bench bench-compare lint format clean distclean
+
+deps:
+	@$(call apt_install,$(BUILD_PACKAGES))
+
+build:
+	$(SWIFT) build --scratch-path $(SCRATCH) $(SWIFT_BUILD_FLAGS)
+
+run: deps build
+	$(TRAVERSE) serve
+
+# Runs every part, then fails if any part failed.
+test: deps interop-deps
+	@status=0; \
+	$(MAKE) --no-print-directory swift-test || status=1; \
+	$(MAKE) --no-print-directory interop || status=1; \
+	if [ $$status -ne 0 ]; then echo "make test: FAILED" >&2; fi; \
+	exit $$status
+
+swift-test:
+	$(SWIFT) test --scratch-path $(SCRATCH) $(SWIFT_BUILD_FLAGS)
+
+interop: build
+	TRAVERSE_BIN="$(abspath $(TRAVERSE))" $(VENV)/bin/python -m pytest -q Tests/Interop
+
+# coturn's clients (turnutils_*), Debian's stun client, and a venv with aioice and pytest.
+# Installing coturn may start its service: stop only a turnserver that the install started.
+interop-deps:
+	@before="$$(pgrep -x turnserver || true)"; \
+	extra=""; \
+	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || extra="python3-venv"; \
+	command -v $(PYTHON) >/dev/null || extra="python3 python3-venv"; \
+	$(call apt_install,$(INTEROP_PACKAGES) $$extra); \
+	for pid in $$(pgrep -x turnserver || true); do \
+	  if ! grep -qx "$$pid" <<<"$$before"; then \
+	    echo "stopping the turnserver (pid $$pid) started by the coturn package"; \
+	    systemctl stop coturn 2>/dev/null || true; \
+	    kill "$$pid" 2>/dev/null || true; \
+	  fi; \
+	done
+	@if ! $(VENV)/bin/python -c 'import aioice, pytest' 2>/dev/null; then \
+	  echo "creating $(VENV) (aioice, pytest)"; \
+	  $(PYTHON) -m venv $(VENV); \
+	  $(VENV)/bin/pip install -q --disable-pip-version-check -r Tests/Interop/requirements.txt; \
+	fi
+
+bench:
+	cd Benchmarks && $(SWIFT) package benchmark
+
+bench-compare:
+	Benchmarks/compare/bench-compare.sh
+
+lint:
+	$(SWIFT) format lint -r --configuration .swift-format Sources Tests
+
+format:
+	$(SWIFT) format format -i -r --configuration .swift-format Sources Tests
+
+clean:
+	rm -rf $(SCRATCH) Benchmarks/.build
+	find Tests/Interop -name __pycache__ -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)
