@@ -98,9 +98,27 @@ public final class RelayServer: @unchecked Sendable {
         return address
     }
 
+    /// Watches the certificate files: a change (a renewal writing new files) reloads them, so
+    /// new handshakes get the new certificate while established sessions continue.
+    private let certificateWatch = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "traverse.tls-watch"))
+
     /// Starts every shard.
     public func start() {
         for shard in shards { shard.queue.sync { shard.start() } }
+        if let tls {
+            let logger = self.logger
+            certificateWatch.schedule(deadline: .now() + 2, repeating: 2.0, leeway: .milliseconds(500))
+            certificateWatch.setEventHandler {
+                guard tls.filesChanged() else { return }
+                do {
+                    try tls.reload()
+                    logger.notice("tls certificate reloaded", metadata: ["sha256": "\(tls.fingerprint)"])
+                } catch {
+                    logger.error("tls certificate reload failed; the previous one stays", metadata: ["reason": "\(error)"])
+                }
+            }
+        }
+        certificateWatch.activate()
         logger.info(
             "serving",
             metadata: [
@@ -113,6 +131,7 @@ public final class RelayServer: @unchecked Sendable {
 
     /// Stops every shard: sockets closed, allocations ended.
     public func stop() {
+        certificateWatch.cancel()
         for shard in shards { shard.queue.sync { shard.stop() } }
     }
 
