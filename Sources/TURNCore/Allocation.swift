@@ -64,6 +64,10 @@ public struct Allocation: Sendable {
     /// The key the allocation was authenticated with; later requests may use it even after a
     /// REST secret rotated away.
     let key: [UInt8]
+    /// Whether answers on this allocation carry MESSAGE-INTEGRITY-SHA256 (else MESSAGE-INTEGRITY).
+    var respondWithSHA256 = false
+    /// 17 for a UDP relay, 6 for an RFC 6062 TCP relay.
+    public internal(set) var relayTransport: UInt8 = 17
     /// One relay, or two for a dual-stack allocation (RFC 8656 ADDITIONAL-ADDRESS-FAMILY).
     public internal(set) var relays: [RelayEndpoint]
     public internal(set) var expiry: UInt64

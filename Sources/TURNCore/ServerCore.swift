@@ -134,7 +134,7 @@ public final class TURNServerCore {
         }
 
         switch m.type.method {
-        case .allocate, .refresh, .createPermission, .channelBind:
+        case .allocate, .refresh, .createPermission, .channelBind, .connect, .connectionBind:
             break
         default:
             return unauthenticatedError(m, fiveTuple, now, 400, "Unsupported method", response)
@@ -168,6 +168,8 @@ public final class TURNServerCore {
                 return reply(m, auth, now, response, slot: nil, error: (437, "Allocation Mismatch"))
             }
             return handleAllocate(m, fiveTuple, auth, now, response)
+        case .connectionBind:
+            return handleConnectionBind(m, fiveTuple, auth, now, response)
         default:
             guard let slot = existingSlot else {
                 return reply(m, auth, now, response, slot: nil, error: (437, "Allocation Mismatch"))
@@ -175,6 +177,7 @@ public final class TURNServerCore {
             switch m.type.method {
             case .refresh: return handleRefresh(m, slot, auth, now, response)
             case .createPermission: return handleCreatePermission(m, slot, auth, now, response)
+            case .connect: return handleConnect(m, slot, auth, now, response)
             default: return handleChannelBind(m, slot, auth, now, response)
             }
         }
@@ -424,8 +427,21 @@ public final class TURNServerCore {
         guard let transport = m.value(of: .requestedTransport) else {
             return reply(m, auth, now, out, slot: nil, error: (400, "Missing REQUESTED-TRANSPORT"))
         }
-        guard transport[0] == 17 else {
+        let tcpRelay = transport[0] == 6 && configuration.tcpRelaysEnabled
+        guard transport[0] == 17 || tcpRelay else {
             return reply(m, auth, now, out, slot: nil, error: (442, "Unsupported Transport Protocol"))
+        }
+        if tcpRelay {
+            // RFC 6062 §5.1: a TCP allocation is made over a TCP or TLS control connection, with
+            // none of the UDP-only attributes.
+            guard fiveTuple.transport == .tcp || fiveTuple.transport == .tls else {
+                return reply(m, auth, now, out, slot: nil, error: (400, "TCP allocations need a TCP or TLS connection"))
+            }
+            if m.contains(.evenPort) || m.contains(.reservationToken) || m.contains(.additionalAddressFamily)
+                || m.contains(.dontFragment)
+            {
+                return reply(m, auth, now, out, slot: nil, error: (400, "Bad Request"))
+            }
         }
         let dontFragment = m.contains(.dontFragment)
         let token = m.value(of: .reservationToken).map { $0.be64(0) }
@@ -484,6 +500,7 @@ public final class TURNServerCore {
             request.reserveNextPort = evenPort == true
             request.reservationToken = token
             request.dontFragment = dontFragment
+            request.transport = tcpRelay ? 6 : 17
             switch relays.openRelay(request) {
             case .opened(let endpoint, let newToken):
                 opened.append(endpoint)
@@ -502,6 +519,8 @@ public final class TURNServerCore {
         var allocation = Allocation(
             fiveTuple: fiveTuple, username: auth.username, key: auth.key, relays: opened,
             expiry: now.milliseconds + UInt64(lifetime) * 1000, now: now.milliseconds)
+        allocation.respondWithSHA256 = auth.respondWithSHA256
+        allocation.relayTransport = tcpRelay ? 6 : 17
         if configuration.bandwidthPerAllocation > 0 {
             allocation.bucketIn = TokenBucket(bytesPerSecond: configuration.bandwidthPerAllocation, now: now.milliseconds)
             allocation.bucketOut = allocation.bucketIn
@@ -654,6 +673,83 @@ public final class TURNServerCore {
         slots[slot]!.channels.append(ChannelBinding(number: number, peer: peer, expiry: expiry))
         installPermission(slot, peer.ip, now)
         return reply(m, auth, now, out, slot: slot)
+    }
+
+    // MARK: Connect and ConnectionBind (RFC 6062 §5.2, §5.4)
+
+    func handleConnect(
+        _ m: STUNMessageView, _ slot: Int, _ auth: AuthContext, _ now: CoreTime, _ out: UnsafeMutableRawBufferPointer
+    ) -> ClientMessageOutcome {
+        let a = slots[slot]!
+        guard a.relayTransport == 6 else {
+            return reply(m, auth, now, out, slot: slot, error: (400, "Not a TCP allocation"))
+        }
+        guard let peer = m.xorAddress(.xorPeerAddress) else {
+            return reply(m, auth, now, out, slot: slot, error: (400, "Bad Request"))
+        }
+        guard let relay = a.relay(for: peer.family) else {
+            return reply(m, auth, now, out, slot: slot, error: (443, "Peer Address Family Mismatch"))
+        }
+        guard policy.peers.allows(peer.ip) else {
+            counters.drop(.peerDenied)
+            return reply(m, auth, now, out, slot: slot, error: (403, "Forbidden"))
+        }
+        if let code = relays.startConnect(slot: slot, relay: relay, peer: peer, transactionID: m.transactionID) {
+            return reply(
+                m, auth, now, out, slot: slot,
+                error: code == 446 ? (446, "Connection Already Exists") : (447, "Connection Timeout or Failure"))
+        }
+        return .none  // answered by `connectResult` once the connection is made or fails
+    }
+
+    /// Writes the answer to a Connect whose TCP connection to the peer succeeded (with
+    /// CONNECTION-ID) or failed (447), protected like the allocation's other answers. Returns the
+    /// answer's length and the control connection to send it on, or nil if the allocation is gone.
+    public func connectResult(
+        slot: Int, transactionID: STUNTransactionID, connectionID: UInt32?, now: CoreTime,
+        response out: UnsafeMutableRawBufferPointer
+    ) -> (length: Int, control: FiveTuple)? {
+        guard slot < slots.count, let a = slots[slot] else { return nil }
+        if connectionID == nil { counters.countError(447) }
+        let type = STUNMessageType(method: .connect, class: connectionID == nil ? .errorResponse : .successResponse)
+        do {
+            var w = try STUNMessageWriter(into: out, type: type, transactionID: transactionID)
+            if let connectionID {
+                try w.append(.connectionID, uint32: connectionID)
+            } else {
+                try w.appendErrorCode(447, reason: "Connection Timeout or Failure")
+            }
+            try a.key.withUnsafeBytes { k in
+                if a.respondWithSHA256 { try w.appendMessageIntegritySHA256(key: k) } else { try w.appendMessageIntegrity(key: k) }
+            }
+            return (w.count, a.fiveTuple)
+        } catch {
+            return nil
+        }
+    }
+
+    /// Whether a peer may open a TCP connection to the relayed address of `slot` (RFC 6062 §5.3:
+    /// only with a permission, and the peer policy applies); the control connection to tell.
+    public func inboundConnectionAllowed(slot: Int, peer: TransportAddress, now: CoreTime) -> FiveTuple? {
+        guard slot < slots.count, let a = slots[slot], a.hasPermission(peer.ip, now: now.milliseconds),
+            policy.peers.allows(peer.ip)
+        else {
+            counters.drop(.noPermission)
+            return nil
+        }
+        return a.fiveTuple
+    }
+
+    func handleConnectionBind(
+        _ m: STUNMessageView, _ fiveTuple: FiveTuple, _ auth: AuthContext, _ now: CoreTime,
+        _ out: UnsafeMutableRawBufferPointer
+    ) -> ClientMessageOutcome {
+        guard fiveTuple.transport == .tcp || fiveTuple.transport == .tls, let id = m.uint32(.connectionID),
+            relays.bindConnection(id: id, username: auth.username, dataConnection: fiveTuple)
+        else {
+            return reply(m, auth, now, out, slot: nil, error: (400, "Bad Request"))
+        }
+        return reply(m, auth, now, out, slot: nil)
     }
 
     // MARK: Send indication (RFC 8656 §11.2)

@@ -89,7 +89,7 @@ public struct CoreConfiguration: Sendable {
     /// turnutils_uclient still uses them). Off by default.
     public var legacyChannelNumbers = false
     /// Whether RFC 6062 TCP relays may be requested (REQUESTED-TRANSPORT TCP).
-    public var tcpRelaysEnabled = false
+    public var tcpRelaysEnabled = true
 
     public init() {}
 }
@@ -205,6 +205,8 @@ public struct RelayRequest: Sendable, Hashable {
     public var dontFragment = false
     /// The shard-local slot the allocation will occupy (so the socket's events find it).
     public var slot: Int
+    /// 17 (UDP relay) or 6 (RFC 6062 TCP relay: a listening socket for peer connections).
+    public var transport: UInt8 = 17
 
     public init(family: AddressFamily, slot: Int) {
         self.family = family
@@ -226,4 +228,22 @@ public protocol RelaySocketProvider: AnyObject {
     func openRelay(_ request: RelayRequest) -> RelayOpenResult
     /// Closes a relay socket and returns its port to the pool.
     func closeRelay(_ endpoint: RelayEndpoint)
+    /// RFC 6062 Connect: starts a TCP connection from the relayed address to `peer`. Returns nil
+    /// when started (the I/O layer answers later through `TURNServerCore.connectResult`), or an
+    /// error code (446 when a connection to that peer exists or is being made).
+    func startConnect(slot: Int, relay: RelayEndpoint, peer: TransportAddress, transactionID: STUNTransactionID) -> Int?
+    /// RFC 6062 ConnectionBind: hands the peer data connection `id` (of an allocation owned by
+    /// `username`) to the client data connection `dataConnection`. False when there is no such
+    /// pending connection.
+    func bindConnection(id: UInt32, username: String, dataConnection: FiveTuple) -> Bool
+}
+
+extension RelaySocketProvider {
+    /// Providers without TCP relays refuse Connect.
+    public func startConnect(slot: Int, relay: RelayEndpoint, peer: TransportAddress, transactionID: STUNTransactionID)
+        -> Int?
+    { 447 }
+
+    /// Providers without TCP relays have no connections to bind.
+    public func bindConnection(id: UInt32, username: String, dataConnection: FiveTuple) -> Bool { false }
 }

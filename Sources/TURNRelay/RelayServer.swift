@@ -42,11 +42,14 @@ public final class RelayServer: @unchecked Sendable {
         self.ports = PortPool(range: configuration.portRange)
         let count = configuration.shards > 0 ? configuration.shards : max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
         let budget = ConnectionBudget(maxTotal: configuration.maxConnections)
+        let registry = ConnectionRegistry()
         for i in 0..<count {
             shards.append(
                 Shard(index: i, configuration: configuration, coreConfiguration: core, shared: shared, ports: ports,
-                      budget: budget, tls: tls, logger: logger))
+                      budget: budget, tls: tls, registry: registry, logger: logger))
         }
+        let all = shards
+        for shard in shards { shard.sibling = { i in i < all.count ? all[i] : nil } }
         for requested in configuration.listen {
             var address = requested
             for shard in shards {

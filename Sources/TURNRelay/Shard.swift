@@ -1,7 +1,7 @@
 import CTraverseSystem
 public import Dispatch
 import Logging
-import STUNCodec
+public import STUNCodec
 public import TURNCore
 #if canImport(Glibc)
 import Glibc
@@ -36,6 +36,8 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
     var logger: Logger
     var listeners: [Listener] = []
     var relaySockets: [Int32: RelaySocket] = [:]
+    /// The allocation slot of each TCP relay listening socket.
+    var relaySlots: [Int32: Int] = [:]
     let rx: ReceiveBatch
     let tx: SendBatch
     var sweepTimer: (any DispatchSourceTimer)?
@@ -61,15 +63,23 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
     public internal(set) var streamCounters = StreamCounters()
     let budget: ConnectionBudget
     let tlsContexts: TLSContextStore?
+    /// RFC 6062 peer connections held by this shard, by CONNECTION-ID, and those still connecting.
+    var links: [UInt32: PeerLink] = [:]
+    var connecting: [PeerLink] = []
+    let connectionRegistry: ConnectionRegistry
+    /// Finds another shard by index (set by the server once all shards exist).
+    var sibling: (Int) -> Shard? = { _ in nil }
 
     /// The header room kept in front of received payloads: enough for a Data indication with an
     /// IPv6 XOR-PEER-ADDRESS (20 + 24 + 4 bytes) rounded up.
     static let headroom = 64
 
     init(index: Int, configuration: RelayConfiguration, coreConfiguration: CoreConfiguration,
-         shared: SharedServerState, ports: PortPool, budget: ConnectionBudget, tls: TLSContextStore?, logger: Logger)
+         shared: SharedServerState, ports: PortPool, budget: ConnectionBudget, tls: TLSContextStore?,
+        registry: ConnectionRegistry, logger: Logger)
     {
         self.index = index
+        self.connectionRegistry = registry
         self.budget = budget
         self.tlsContexts = tls
         self.queue = DispatchQueue(label: "traverse.shard.\(index)", qos: .userInteractive)
@@ -132,6 +142,7 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
         let t = now()
         core.sweep(now: t)
         if index == 0 { ports.expireReservations(now: t.milliseconds) }
+        sweepLinks(now: t.milliseconds)
         let idleLimit = configuration.idleTimeoutSeconds * 1000
         for c in Array(connections.values)
         where t.milliseconds &- c.lastActivity > idleLimit && (c.handshaking || core.slot(for: c.fiveTuple) == nil) {
@@ -339,6 +350,14 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
                 token = newToken
             }
             let address = TransportAddress(ip: ip, port: port)
+            if request.transport == 6 {
+                do {
+                    let fd = try openTCPRelay(address, slot: request.slot)
+                    return .opened(RelayEndpoint(handle: fd, address: address), reservationToken: nil)
+                } catch {
+                    continue
+                }
+            }
             do {
                 let fd = try Sockets.open(request.family, type: Int32(SOCK_DGRAM.rawValue))
                 do {
@@ -368,10 +387,21 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
         return .failed(code: 508)
     }
 
+    public func startConnect(slot: Int, relay: RelayEndpoint, peer: TransportAddress, transactionID: STUNTransactionID)
+        -> Int?
+    {
+        beginConnect(slot: slot, relay: relay, peer: peer, transactionID: transactionID)
+    }
+
+    public func bindConnection(id: UInt32, username: String, dataConnection: FiveTuple) -> Bool {
+        bindPeerConnection(id: id, username: username, dataConnection: dataConnection)
+    }
+
     public func closeRelay(_ endpoint: RelayEndpoint) {
         assertOnQueue()
         guard let socket = relaySockets.removeValue(forKey: endpoint.handle) else { return }
         socket.source.cancel()
+        if let slot = relaySlots.removeValue(forKey: endpoint.handle) { closeLinks(slot: slot) }
         kernelDropsClosed += kernelDropsByFD.removeValue(forKey: endpoint.handle) ?? 0
         ports.release(endpoint.address.family, endpoint.address.port)
     }

@@ -74,11 +74,13 @@ final class ConnectionBudget: Sendable {
 final class DescriptorCloser {
     let fd: Int32
     var holders = 0
+    /// Set when the descriptor is handed to another owner instead of being closed.
+    var keepOpen = false
     init(_ fd: Int32) { self.fd = fd }
     func retain() { holders += 1 }
     func release() {
         holders -= 1
-        if holders == 0 { close(fd) }
+        if holders == 0 && !keepOpen { close(fd) }
     }
 }
 
@@ -108,6 +110,11 @@ final class StreamConnection: StreamWriter {
     var readPaused = false
     var closed = false
     var lastActivity: UInt64
+    /// RFC 6062 client data connection: after ConnectionBind, bytes flow raw to and from a peer.
+    var rawRelay = false
+    var rawPeer: RawPeer?
+    /// Client bytes that arrived before the peer connection was attached (bounded).
+    var rawPending: [UInt8] = []
 
     init(fd: Int32, shard: Shard, fiveTuple: FiveTuple, tls: TLSContext?, now: UInt64) {
         self.fd = fd
@@ -179,7 +186,11 @@ final class StreamConnection: StreamWriter {
                 }
             }
             inboundCount += n
-            processFrames()
+            if rawRelay {
+                forwardRaw()
+            } else {
+                processFrames()
+            }
             if closed || readPaused { return }
         }
     }
@@ -206,6 +217,7 @@ final class StreamConnection: StreamWriter {
                     relayChannelData(frame, t, legacy: legacy)
                 }
                 offset += length
+                if rawRelay { break loop }  // a ConnectionBind succeeded: what follows is raw data
             }
         }
         // Relayed payloads point into `inbound`: send them before the bytes move.
@@ -215,6 +227,44 @@ final class StreamConnection: StreamWriter {
             inboundCount -= offset
             if inboundCount > 0 { memmove(inbound, inbound + offset, inboundCount) }
         }
+        if rawRelay && !closed && inboundCount > 0 { forwardRaw() }
+    }
+
+    // MARK: Raw relay (RFC 6062 data connections)
+
+    /// Stops framing: the next bytes belong to the peer connection being attached.
+    func beginRawRelay() { rawRelay = true }
+
+    /// Attaches the peer's TCP connection: from now on bytes are copied both ways unchanged.
+    func attachRawPeer(fd: Int32, initial: [UInt8]) {
+        if closed {
+            Glibc.close(fd)
+            return
+        }
+        let peer = RawPeer(fd: fd, connection: self)
+        rawPeer = peer
+        if !initial.isEmpty { initial.withUnsafeBytes { write($0) } }
+        if !rawPending.isEmpty {
+            let pending = rawPending
+            rawPending = []
+            pending.withUnsafeBytes { peer.write($0) }
+        }
+        peer.start()
+    }
+
+    /// Moves client bytes in `inbound` to the peer (or holds them until it is attached).
+    func forwardRaw() {
+        let bytes = UnsafeRawBufferPointer(start: inbound, count: inboundCount)
+        if let rawPeer {
+            rawPeer.write(bytes)
+        } else {
+            if rawPending.count + bytes.count > RawPeer.outboundLimit {
+                close(.slowReader)
+                return
+            }
+            rawPending.append(contentsOf: bytes)
+        }
+        inboundCount = 0
     }
 
     func relayChannelData(_ frame: UnsafeRawBufferPointer, _ t: CoreTime, legacy: Bool) {
@@ -363,6 +413,104 @@ final class StreamConnection: StreamWriter {
             readSource.resume()
         }
         readSource.cancel()
+        rawPeer?.close()
+        rawPeer = nil
         shard.connectionClosed(self, reason: reason)
+    }
+}
+
+/// The peer side of an RFC 6062 data connection, on the client connection's shard.
+final class RawPeer {
+    static let outboundLimit = 1 << 20
+    let fd: Int32
+    unowned let connection: StreamConnection
+    let closer: DescriptorCloser
+    var readSource: (any DispatchSourceRead)?
+    var writeSource: (any DispatchSourceWrite)?
+    var outbound: [UInt8] = []
+    var closed = false
+    let chunk: UnsafeMutableRawPointer
+
+    init(fd: Int32, connection: StreamConnection) {
+        self.fd = fd
+        self.connection = connection
+        closer = DescriptorCloser(fd)
+        chunk = .allocate(byteCount: 16 << 10, alignment: 16)
+    }
+
+    deinit { chunk.deallocate() }
+
+    func start() {
+        let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: connection.shard.queue)
+        closer.retain()
+        let closer = self.closer
+        source.setCancelHandler { closer.release() }
+        source.setEventHandler { [unowned self] in self.onReadable() }
+        readSource = source
+        source.activate()
+    }
+
+    func onReadable() {
+        if closed { return }
+        let n = recv(fd, chunk, 16 << 10, Int32(MSG_DONTWAIT))
+        if n > 0 {
+            connection.write(UnsafeRawBufferPointer(start: chunk, count: n))
+        } else if n == 0 || (errno != EAGAIN && errno != EINTR) {
+            connection.close(.peerClosed)
+        }
+    }
+
+    func write(_ bytes: UnsafeRawBufferPointer) {
+        if closed || bytes.isEmpty { return }
+        var sent = 0
+        if outbound.isEmpty {
+            let r = send(fd, bytes.baseAddress, bytes.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
+            if r < 0 && errno != EAGAIN && errno != EINTR {
+                connection.close(.readError)
+                return
+            }
+            sent = max(0, r)
+        }
+        if sent < bytes.count {
+            if outbound.count + bytes.count - sent > Self.outboundLimit {
+                connection.close(.slowReader)
+                return
+            }
+            outbound.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[sent...]))
+            if writeSource == nil {
+                let source = DispatchSource.makeWriteSource(fileDescriptor: fd, queue: connection.shard.queue)
+                closer.retain()
+                let closer = self.closer
+                source.setCancelHandler { closer.release() }
+                source.setEventHandler { [unowned self] in self.onWritable() }
+                writeSource = source
+                source.activate()
+            }
+        }
+    }
+
+    func onWritable() {
+        if closed { return }
+        let r = outbound.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL)) }
+        if r > 0 { outbound.removeFirst(r) }
+        if r < 0 && errno != EAGAIN && errno != EINTR {
+            connection.close(.readError)
+            return
+        }
+        if outbound.isEmpty {
+            writeSource?.cancel()
+            writeSource = nil
+        }
+    }
+
+    func close() {
+        if closed { return }
+        closed = true
+        closer.retain()
+        writeSource?.cancel()
+        writeSource = nil
+        readSource?.cancel()
+        readSource = nil
+        closer.release()
     }
 }

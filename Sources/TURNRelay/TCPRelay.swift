@@ -1,0 +1,314 @@
+import CTraverseSystem
+import Dispatch
+import Logging
+import STUNCodec
+import Synchronization
+import TURNCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// RFC 6062 peer data connections waiting for a ConnectionBind, by CONNECTION-ID, server-wide:
+/// the client's data connection may arrive on any shard.
+final class ConnectionRegistry: Sendable {
+    struct Entry: Sendable {
+        let shard: Int
+        let username: String
+    }
+    private let entries = Mutex<[UInt32: Entry]>([:])
+
+    /// A fresh, unused CONNECTION-ID for a connection held by `shard`.
+    func register(shard: Int, username: String) -> UInt32 {
+        entries.withLock { e in
+            var id: UInt32
+            repeat { id = UInt32.random(in: 1...UInt32.max) } while e[id] != nil
+            e[id] = Entry(shard: shard, username: username)
+            return id
+        }
+    }
+
+    /// Takes the entry for `id` if it belongs to `username`.
+    func claim(_ id: UInt32, username: String) -> Int? {
+        entries.withLock { e in
+            guard let entry = e[id], entry.username == username else { return nil }
+            e[id] = nil
+            return entry.shard
+        }
+    }
+
+    func remove(_ id: UInt32) { _ = entries.withLock { $0.removeValue(forKey: id) } }
+}
+
+/// A TCP connection between the relayed address and a peer (RFC 6062), while it waits for the
+/// client's ConnectionBind. Data from the peer is held (bounded) until then. Confined to its
+/// shard's queue.
+final class PeerLink {
+    enum State {
+        case connecting(STUNTransactionID)
+        case pending
+    }
+    static let bufferLimit = 64 << 10
+    /// RFC 6062: at least 30 s to connect, and 30 s to wait for ConnectionBind.
+    static let timeoutMilliseconds: UInt64 = 30_000
+
+    var id: UInt32 = 0
+    let fd: Int32
+    let slot: Int
+    let peer: TransportAddress
+    let username: String
+    var state: State
+    var deadline: UInt64
+    var buffered: [UInt8] = []
+    var readSource: (any DispatchSourceRead)?
+    var writeSource: (any DispatchSourceWrite)?
+    let closer: DescriptorCloser
+
+    init(fd: Int32, slot: Int, peer: TransportAddress, username: String, state: State, now: UInt64) {
+        self.fd = fd
+        self.slot = slot
+        self.peer = peer
+        self.username = username
+        self.state = state
+        self.deadline = now + Self.timeoutMilliseconds
+        self.closer = DescriptorCloser(fd)
+    }
+
+    /// Stops watching the descriptor; it is closed unless `keepOpen` (handed to a data connection).
+    func stopWatching(keepOpen: Bool) {
+        closer.keepOpen = keepOpen
+        closer.retain()  // so the descriptor outlives the cancellations below until decided
+        writeSource?.cancel()
+        writeSource = nil
+        readSource?.cancel()
+        readSource = nil
+        closer.release()
+    }
+}
+
+extension Shard {
+    // MARK: TCP relay listening sockets (RFC 6062)
+
+    /// Opens the listening TCP socket of a TCP allocation on `address`.
+    func openTCPRelay(_ address: TransportAddress, slot: Int) throws(SocketError) -> Int32 {
+        let fd = try Sockets.open(address.family, type: Int32(SOCK_STREAM.rawValue))
+        Sockets.setInt(fd, SOL_SOCKET, SO_REUSEADDR, 1)
+        Sockets.setInt(fd, SOL_SOCKET, SO_REUSEPORT, 1)
+        do {
+            try Sockets.bind(fd, address)
+        } catch {
+            close(fd)
+            throw error
+        }
+        guard listen(fd, 64) == 0 else {
+            let e = SocketError("listen \(address)")
+            close(fd)
+            throw e
+        }
+        let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
+        source.setEventHandler { [unowned self] in self.acceptPeerConnections(listenFD: fd, slot: slot) }
+        source.setCancelHandler { close(fd) }
+        source.activate()
+        relaySockets[fd] = RelaySocket(source: source, endpoint: RelayEndpoint(handle: fd, address: address))
+        relaySlots[fd] = slot
+        return fd
+    }
+
+    func acceptPeerConnections(listenFD: Int32, slot: Int) {
+        assertOnQueue()
+        let t = now()
+        for _ in 0..<16 {
+            var storage = sockaddr_storage()
+            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            let fd = traverse_accept(listenFD, &storage, &length)
+            if fd < 0 { return }
+            guard let peer = withUnsafePointer(to: &storage, { SocketAddress.read(UnsafeRawPointer($0)) }),
+                let control = core.inboundConnectionAllowed(slot: slot, peer: peer, now: t),
+                let allocation = core.allocation(inSlot: slot), let writer = streamWriters[control]
+            else {
+                logger.debug("tcp relay: inbound peer connection refused", metadata: ["slot": "\(slot)"])
+                close(fd)
+                continue
+            }
+            let link = PeerLink(
+                fd: fd, slot: slot, peer: peer, username: allocation.username, state: .pending, now: t.milliseconds)
+            link.id = connectionRegistry.register(shard: index, username: allocation.username)
+            links[link.id] = link
+            startReading(link)
+            // ConnectionAttempt indication (RFC 6062 §5.3): the client opens a data connection.
+            let buffer = tx.nextReplyBuffer
+            let type = STUNMessageType(method: .connectionAttempt, class: .indication)
+            guard var w = try? STUNMessageWriter(into: buffer, type: type, transactionID: .random()),
+                (try? w.append(.xorPeerAddress, address: peer)) != nil,
+                (try? w.append(.connectionID, uint32: link.id)) != nil
+            else { continue }
+            writer.write(w.message)
+            logger.debug("tcp relay: connection attempt", metadata: ["slot": "\(slot)", "id": "\(link.id)"])
+        }
+    }
+
+    // MARK: Connect (RFC 6062 §5.2)
+
+    func beginConnect(slot: Int, relay: RelayEndpoint, peer: TransportAddress, transactionID: STUNTransactionID) -> Int? {
+        assertOnQueue()
+        if links.values.contains(where: { $0.slot == slot && $0.peer == peer }) { return 446 }
+        guard let allocation = core.allocation(inSlot: slot) else { return 447 }
+        // From the relayed address (RFC 6062 §5.2). When the peer already holds a connection to
+        // that address from the same port (it connected to us first), the 4-tuple is taken:
+        // connect from the relay IP with another port instead, which the peer's IP permission allows.
+        var fd: Int32 = -1
+        for source in [relay.address, TransportAddress(ip: relay.address.ip, port: 0)] {
+            do {
+                fd = try Sockets.open(peer.family, type: Int32(SOCK_STREAM.rawValue))
+                Sockets.setInt(fd, SOL_SOCKET, SO_REUSEADDR, 1)
+                Sockets.setInt(fd, SOL_SOCKET, SO_REUSEPORT, 1)
+                try Sockets.bind(fd, source)
+            } catch {
+                if fd >= 0 { close(fd) }
+                return 447
+            }
+            var storage = sockaddr_storage()
+            let length = SocketAddress.write(peer, to: &storage)
+            let rc = withUnsafePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, length) }
+            }
+            if rc == 0 || errno == EINPROGRESS { break }
+            let failure = errno
+            close(fd)
+            fd = -1
+            logger.debug("tcp relay: connect failed", metadata: ["errno": "\(failure)", "slot": "\(slot)"])
+            if failure != EADDRNOTAVAIL { return 447 }
+        }
+        if fd < 0 { return 447 }
+        let link = PeerLink(
+            fd: fd, slot: slot, peer: peer, username: allocation.username, state: .connecting(transactionID),
+            now: Clock.monotonicMilliseconds())
+        let source = DispatchSource.makeWriteSource(fileDescriptor: fd, queue: queue)
+        link.closer.retain()
+        let closer = link.closer
+        source.setCancelHandler { closer.release() }
+        source.setEventHandler { [unowned self, unowned link] in self.connectFinished(link) }
+        link.writeSource = source
+        connecting.append(link)
+        source.activate()
+        return nil
+    }
+
+    func connectFinished(_ link: PeerLink) {
+        guard case .connecting(let transactionID) = link.state else { return }
+        var error: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        getsockopt(link.fd, SOL_SOCKET, SO_ERROR, &error, &length)
+        link.writeSource?.cancel()
+        link.writeSource = nil
+        connecting.removeAll { $0 === link }
+        var connectionID: UInt32? = nil
+        logger.debug("tcp relay: connect finished", metadata: ["error": "\(error)", "slot": "\(link.slot)"])
+        if error == 0 {
+            link.id = connectionRegistry.register(shard: index, username: link.username)
+            link.state = .pending
+            link.deadline = Clock.monotonicMilliseconds() + PeerLink.timeoutMilliseconds
+            links[link.id] = link
+            startReading(link)
+            connectionID = link.id
+        } else {
+            link.stopWatching(keepOpen: false)
+        }
+        answerConnect(slot: link.slot, transactionID: transactionID, connectionID: connectionID)
+    }
+
+    func answerConnect(slot: Int, transactionID: STUNTransactionID, connectionID: UInt32?) {
+        let buffer = tx.nextReplyBuffer
+        guard let (length, control) = core.connectResult(
+            slot: slot, transactionID: transactionID, connectionID: connectionID, now: now(), response: buffer)
+        else { return }
+        streamWriters[control]?.write(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(buffer)[0..<length]))
+    }
+
+    /// Holds what the peer sends before the ConnectionBind (bounded: reading pauses when full).
+    func startReading(_ link: PeerLink) {
+        let source = DispatchSource.makeReadSource(fileDescriptor: link.fd, queue: queue)
+        link.closer.retain()
+        let closer = link.closer
+        source.setCancelHandler { closer.release() }
+        source.setEventHandler { [unowned self, unowned link] in
+            var chunk = [UInt8](repeating: 0, count: 16 << 10)
+            let room = min(chunk.count, PeerLink.bufferLimit - link.buffered.count)
+            if room <= 0 {
+                link.readSource?.suspend()
+                return
+            }
+            let n = chunk.withUnsafeMutableBytes { recv(link.fd, $0.baseAddress, room, Int32(MSG_DONTWAIT)) }
+            if n > 0 {
+                link.buffered += chunk[0..<n]
+            } else if n == 0 || (errno != EAGAIN && errno != EINTR) {
+                self.dropLink(link)
+            }
+        }
+        link.readSource = source
+        source.activate()
+    }
+
+    func dropLink(_ link: PeerLink) {
+        links[link.id] = nil
+        connectionRegistry.remove(link.id)
+        if link.buffered.count >= PeerLink.bufferLimit { link.readSource?.resume() }
+        link.stopWatching(keepOpen: false)
+    }
+
+    /// Hands the peer descriptor of link `id` (and what it buffered) to another owner.
+    func detachLink(_ id: UInt32) -> (fd: Int32, buffered: [UInt8])? {
+        assertOnQueue()
+        guard let link = links.removeValue(forKey: id) else { return nil }
+        if link.buffered.count >= PeerLink.bufferLimit { link.readSource?.resume() }
+        link.stopWatching(keepOpen: true)
+        return (link.fd, link.buffered)
+    }
+
+    /// Times out connects (447) and pending connections nobody bound (RFC 6062: 30 s).
+    func sweepLinks(now t: UInt64) {
+        for link in connecting where link.deadline <= t {
+            if case .connecting(let transactionID) = link.state {
+                connecting.removeAll { $0 === link }
+                link.stopWatching(keepOpen: false)
+                answerConnect(slot: link.slot, transactionID: transactionID, connectionID: nil)
+            }
+        }
+        for link in Array(links.values) where link.deadline <= t { dropLink(link) }
+    }
+
+    /// Closes the links of an allocation that ended.
+    func closeLinks(slot: Int) {
+        for link in Array(links.values) where link.slot == slot { dropLink(link) }
+        for link in connecting where link.slot == slot {
+            connecting.removeAll { $0 === link }
+            link.stopWatching(keepOpen: false)
+        }
+    }
+
+    // MARK: ConnectionBind (RFC 6062 §5.4)
+
+    func bindPeerConnection(id: UInt32, username: String, dataConnection: FiveTuple) -> Bool {
+        guard let owner = connectionRegistry.claim(id, username: username), let shard = sibling(owner),
+            let connection = streamWriters[dataConnection] as? StreamConnection
+        else {
+            logger.debug("tcp relay: connection bind refused", metadata: ["id": "\(id)"])
+            return false
+        }
+        logger.debug("tcp relay: connection bound", metadata: ["id": "\(id)", "owner": "\(owner)"])
+        connection.beginRawRelay()
+        let home = self
+        shard.queue.async {
+            let detached = shard.detachLink(id)
+            home.queue.async {
+                let connection = home.streamWriters[dataConnection] as? StreamConnection
+                if let (fd, buffered) = detached, let connection {
+                    connection.attachRawPeer(fd: fd, initial: buffered)
+                } else {
+                    if let (fd, _) = detached { close(fd) }
+                    connection?.close(.refused)
+                }
+            }
+        }
+        return true
+    }
+}
