@@ -340,6 +340,37 @@ struct AuthTests {
         #expect(c.allocate().isSuccess)
     }
 
+    @Test("REST credentials: an allocation outlives the rotation of its secret away")
+    func restRotatedAway() {
+        let h = restHarness(["old"])
+        let username = "\(h.now.unixSeconds + 3600):app-user"
+        let password = RESTCredentials.password(secret: Array("old".utf8), username: username)
+        let c = Client(h, user: username, password: password)
+        #expect(c.allocate().isSuccess)
+        var policy = h.shared.policy
+        policy.credentials.rest = RESTCredentials(secrets: [Array("new".utf8)])
+        h.shared.replacePolicy(policy)
+        #expect(c.refresh(600).isSuccess)
+        // A new allocation with the old secret is refused.
+        let d = Client(h, "203.0.113.5:40001", user: username, password: password)
+        #expect(d.allocate().errorCode == 401)
+    }
+
+    @Test("REST credentials: once the username has expired, its allocation can no longer be refreshed")
+    func restExpiredRefresh() {
+        let h = restHarness(["s3cret"])
+        let username = "\(h.now.unixSeconds + 60):app-user"
+        let password = RESTCredentials.password(secret: Array("s3cret".utf8), username: username)
+        let c = Client(h, user: username, password: password)
+        #expect(c.allocate().isSuccess)
+        h.advance(seconds: 30)
+        #expect(c.refresh(600).isSuccess)
+        h.advance(seconds: 31)
+        #expect(c.refresh(600).errorCode == 401)
+        #expect(c.createPermission([peer("8.8.8.8:1")]).errorCode == 401)
+        #expect(h.authFailures(.expiredCredentials) >= 1)
+    }
+
     @Test("A Refresh authenticated as another valid user is a 441")
     func wrongCredentials() {
         let h = Harness()
