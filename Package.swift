@@ -61,7 +61,11 @@ let package = Package(
 
         .testTarget(name: "STUNCodecTests", dependencies: ["STUNCodec"]),
         .testTarget(name: "TURNCoreTests", dependencies: ["TURNCore", "STUNCodec"]),
-        .testTarget(name: "TURNRelayTests", dependencies: ["TURNRelay", "TURNCore", "STUNCodec", "TraverseOps"]),
+        .testTarget(
+            name: "TURNRelayTests",
+            dependencies: [
+                "TURNRelay", "TURNCore", "STUNCodec", "TraverseOps", .product(name: "Logging", package: "swift-log"),
+            ]),
         .testTarget(name: "TraverseOpsTests", dependencies: ["TraverseOps"]),
     ]
 )

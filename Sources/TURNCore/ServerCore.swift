@@ -287,11 +287,15 @@ public final class TURNServerCore {
             return .answered(challenge(m, fiveTuple, now, 401, "Unauthenticated", out))
         }
         var keys = policy.credentials.candidateKeys(username: name, algorithm: algorithm, unixNow: now.unixSeconds)
-        if let allocation, allocation.username == name, algorithm == .md5 || allocation.key.count == 32 {
+        // An expired REST username is refused outright: the allocation's remembered key lets it
+        // survive a secret rotation, not outlive the expiry the username carries.
+        let expired =
+            policy.credentials.users[name] == nil
+            && (policy.credentials.rest?.expiry(of: name).map { $0 < now.unixSeconds } ?? false)
+        if !expired, let allocation, allocation.username == name, algorithm == .md5 || allocation.key.count == 32 {
             keys.append(allocation.key)
         }
         if keys.isEmpty {
-            let expired = policy.credentials.rest?.expiry(of: name).map { $0 < now.unixSeconds } ?? false
             counters.authFailures[(expired ? AuthFailure.expiredCredentials : .unknownUser).rawValue] &+= 1
             return .answered(challenge(m, fiveTuple, now, 401, "Unauthenticated", out))
         }

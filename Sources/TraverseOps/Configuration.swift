@@ -142,7 +142,9 @@ public enum UsersFile {
         -> [String: UserKeys]
     {
         var out: [String: UserKeys] = [:]
-        for (n, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        // Split on every line break: in Swift "\r\n" is one Character, so splitting on "\n" alone
+        // would glue the lines of a CRLF file together.
+        for (n, raw) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
             let line = raw.trimmingSpaces()
             if line.isEmpty || line.hasPrefix("#") { continue }
             guard let colon = line.firstIndex(of: ":"), colon != line.startIndex else {
