@@ -119,7 +119,8 @@ public struct LoadConfiguration: Sendable {
             throw Invalid(description: "--calls must be in 1...\(Self.maxCalls)")
         }
         guard packetSize >= RTPProbe.minimumPacket + SRTPSession.tagLength, packetSize <= 1400 else {
-            throw Invalid(description: "--packet-size must be in \(RTPProbe.minimumPacket + SRTPSession.tagLength)...1400")
+            throw Invalid(
+                description: "--packet-size must be in \(RTPProbe.minimumPacket + SRTPSession.tagLength)...1400")
         }
         guard audioPacketSize >= RTPProbe.minimumPacket + SRTPSession.tagLength, audioPacketSize <= 1400 else {
             throw Invalid(description: "audio packet size out of range")

@@ -128,6 +128,8 @@ public final class LoadEngine {
     var receivedPerStep: [UInt64] = []
     var stepLatencies: [LatencySummary] = []
     var collectingMedia = false
+    /// The ramp step whose loss passed the threshold, if the ramp stopped on loss.
+    var rampFailedStep: Int? = nil
 
     /// Prepares a run; `log` receives progress lines (to stderr).
     public init(configuration: LoadConfiguration, log: @escaping (String) -> Void = { _ in }) throws {
@@ -257,7 +259,9 @@ public final class LoadEngine {
                 for (a, b) in [(e, peer), (peer, e)] {
                     a.peerRelayed = b.relayed
                     a.phase = .permitting
-                    handle([.send(a.client.start(.createPermission(peer: b.relayed ?? pr), now: now))], endpoint: a, now: now)
+                    handle(
+                        [.send(a.client.start(.createPermission(peer: b.relayed ?? pr), now: now))], endpoint: a,
+                        now: now)
                 }
             }
         case .createPermission:
@@ -266,7 +270,9 @@ public final class LoadEngine {
                     e.phase = .ready
                 } else {
                     e.phase = .binding
-                    handle([.send(e.client.start(.channelBind(peer: peer, channel: e.channel), now: now))], endpoint: e, now: now)
+                    handle(
+                        [.send(e.client.start(.channelBind(peer: peer, channel: e.channel), now: now))], endpoint: e,
+                        now: now)
                 }
             }
         case .channelBind:
@@ -280,7 +286,9 @@ public final class LoadEngine {
         refreshRounds += 1
         for e in endpoints {
             guard let peer = e.peerRelayed else { continue }
-            var events: [TURNClientEvent] = [.send(e.client.start(.refresh(lifetime: config.allocationLifetime), now: now))]
+            var events: [TURNClientEvent] = [
+                .send(e.client.start(.refresh(lifetime: config.allocationLifetime), now: now))
+            ]
             events.append(.send(e.client.start(.createPermission(peer: peer), now: now)))
             if !config.useSendIndications {
                 events.append(.send(e.client.start(.channelBind(peer: peer, channel: e.channel), now: now)))
@@ -324,7 +332,9 @@ public final class LoadEngine {
                 if config.videoKbps > 0 {
                     let frameBytes = max(1, config.videoKbps * 1000 / 8 / config.videoFPS)
                     let packets = (frameBytes + config.maxVideoPacket - 1) / config.maxVideoPacket
-                    let size = min(config.maxVideoPacket, max(RTPProbe.minimumPacket + SRTPSession.tagLength, frameBytes / packets))
+                    let size = min(
+                        config.maxVideoPacket, max(RTPProbe.minimumPacket + SRTPSession.tagLength, frameBytes / packets)
+                    )
                     let interval = 1_000_000_000 / UInt64(config.videoFPS)
                     e.streams.append(
                         SendStream(
@@ -361,12 +371,15 @@ public final class LoadEngine {
         switch config.mode {
         case .paced:
             var parts: [String] = []
-            if config.audio { parts.append("audio \(config.audioPacketsPerSecond) pkt/s × \(config.audioPacketSize) B") }
+            if config.audio {
+                parts.append("audio \(config.audioPacketsPerSecond) pkt/s × \(config.audioPacketSize) B")
+            }
             if config.videoKbps > 0 {
                 let frameBytes = max(1, config.videoKbps * 1000 / 8 / config.videoFPS)
                 let packets = (frameBytes + config.maxVideoPacket - 1) / config.maxVideoPacket
                 parts.append(
-                    "video \(config.videoKbps) kbit/s (\(config.videoFPS) fps × \(packets) pkt of ≤\(config.maxVideoPacket) B)")
+                    "video \(config.videoKbps) kbit/s (\(config.videoFPS) fps × \(packets) pkt of ≤\(config.maxVideoPacket) B)"
+                )
             }
             return parts.joined(separator: " + ") + " per direction"
         case .blast:
@@ -450,9 +463,10 @@ public final class LoadEngine {
                 if let p = pendingEvaluation, now >= p.at {
                     pendingEvaluation = nil
                     if stepLoss(p.step) > config.lossThreshold {
-                        log("ramp: loss \(fmt(100 * stepLoss(p.step), 3)) % at \(Int(rampOffered(step: p.step))) pkt/s passes the threshold; stopping")
-                        stepLatencies.append(LatencySummary(nanoseconds: stepLatency))
-                        step += 1
+                        log(
+                            "ramp: loss \(fmt(100 * stepLoss(p.step), 3)) % at \(Int(rampOffered(step: p.step))) pkt/s passes the threshold; stopping"
+                        )
+                        rampFailedStep = p.step
                         end = now
                         break
                     }
@@ -537,15 +551,18 @@ public final class LoadEngine {
         e.streams[i].sequence += 1
         if config.corruptOne && !corrupted && sent >= 100 {
             corrupted = true
-            framed.storeBytes(of: framed.load(fromByteOffset: 20, as: UInt8.self) ^ 0x01, toByteOffset: 20, as: UInt8.self)
+            framed.storeBytes(
+                of: framed.load(fromByteOffset: 20, as: UInt8.self) ^ 0x01, toByteOffset: 20, as: UInt8.self)
             log("corrupt-one: flipped byte 20 of SRTP packet \(s.sequence) of ssrc \(s.ssrc)")
         }
         if config.useSendIndications {
             guard let peer = e.peerRelayed else { return }
             let buffer = UnsafeMutableRawBufferPointer(start: slot, count: sendBatch.slotSize)
-            let tid = STUNTransactionID(high: UInt64(e.index) << 32 | (s.sequence & 0xFFFF_FFFF), low: UInt32(s.kind.rawValue))
+            let tid = STUNTransactionID(
+                high: UInt64(e.index) << 32 | (s.sequence & 0xFFFF_FFFF), low: UInt32(s.kind.rawValue))
             do {
-                var w = try STUNMessageWriter(into: buffer, type: .init(method: .send, class: .indication), transactionID: tid)
+                var w = try STUNMessageWriter(
+                    into: buffer, type: .init(method: .send, class: .indication), transactionID: tid)
                 try w.append(.xorPeerAddress, address: peer)
                 try w.append(.data, bytes: UnsafeRawBufferPointer(start: framed, count: length))
                 length = w.count
@@ -708,7 +725,8 @@ public final class LoadEngine {
         let cpuPercent = wall > 0 ? 100 * generatorCPU / wall : 0
         if cpuPercent > 90 {
             warnings.append(
-                "the generator used \(fmt(cpuPercent, 0)) % of a core: it may be the bottleneck (fewer calls, or blast)")
+                "the generator used \(fmt(cpuPercent, 0)) % of a core: it may be the bottleneck (fewer calls, or blast)"
+            )
         }
         if socketDrops > 0 {
             warnings.append("\(socketDrops) datagrams were dropped at the generator's own sockets (counted as loss)")
@@ -729,30 +747,35 @@ public final class LoadEngine {
         var steps: [RampStep] = []
         var knee: Double? = nil
         if config.mode == .ramp {
-            for s in 0..<min(Int(step), sentPerStep.count) where sentPerStep[s] > 0 {
+            let reported = rampFailedStep.map { $0 + 1 } ?? Int(step)
+            for s in 0..<min(reported, sentPerStep.count) where sentPerStep[s] > 0 {
                 let loss = stepLoss(s)
                 steps.append(
                     RampStep(
-                        offeredPPS: rampOffered(step: s), sent: sentPerStep[s], received: receivedPerStep[s], loss: loss,
-                        latency: s < stepLatencies.count ? stepLatencies[s] : LatencySummary(nanoseconds: LatencyHistogram.make())))
+                        offeredPPS: rampOffered(step: s), sent: sentPerStep[s], received: receivedPerStep[s],
+                        loss: loss,
+                        latency: s < stepLatencies.count
+                            ? stepLatencies[s] : LatencySummary(nanoseconds: LatencyHistogram.make())))
             }
             for s in steps {
                 if s.loss <= config.lossThreshold { knee = s.offeredPPS } else { break }
             }
-            if let last = steps.last, last.loss <= config.lossThreshold {
-                warnings.append("the ramp ended (duration) before loss passed the threshold: the knee is at least \(Int(last.offeredPPS)) pkt/s")
+            if rampFailedStep == nil, let last = steps.last {
+                warnings.append(
+                    "the ramp ended (duration) before loss passed the threshold: the knee is at least \(Int(last.offeredPPS)) pkt/s"
+                )
             }
         }
         var series: [SecondSample] = []
-        let lastSecond = min(sentPerSecond.count, max(1, Int(wall.rounded(.up))))
+        let lastSecond = min(sentPerSecond.count, max(1, Int(mediaSeconds.rounded(.up))))
         for s in 0..<lastSecond {
             let (p50, p99, p999) = secondPercentiles[s]
             series.append(
                 SecondSample(
-                    second: s, offeredPPS: Double(sentPerSecond[s]), deliveredPPS: Double(receivedPerSecond[s]), p50: p50,
+                    second: s, offeredPPS: Double(sentPerSecond[s]), deliveredPPS: Double(receivedPerSecond[s]),
+                    p50: p50,
                     p99: p99, p999: p999))
         }
-        counters.failures += 0
         return LoadReport(
             target: config.url.description, mode: config.mode.rawValue, calls: config.calls, clients: endpoints.count,
             framing: config.useSendIndications ? "send-indication" : "channel", media: mediaDescription(),

@@ -9,7 +9,10 @@ extension LoadReport {
             ("media", media),
             ("duration", "\(fmt(durationSeconds, 2)) s (set-up \(fmt(control.setupSeconds, 2)) s)"),
             ("packets sent", "\(sent)  (\(fmt(offeredPPS, 0)) pkt/s offered)"),
-            ("packets received", "\(received)  (\(fmt(deliveredPPS, 0)) pkt/s delivered, \(fmt(deliveredMbps, 2)) Mbit/s)"),
+            (
+                "packets received",
+                "\(received)  (\(fmt(deliveredPPS, 0)) pkt/s delivered, \(fmt(deliveredMbps, 2)) Mbit/s)"
+            ),
             ("lost", "\(lost)  (\(fmt(lossRatio * 100, 4)) %)"),
             ("duplicates / reordered", "\(duplicates) / \(reordered)"),
             ("SRTP auth failures", "\(authFailures)"),
@@ -31,7 +34,11 @@ extension LoadReport {
             ("generator CPU", "\(fmt(generatorCPUPercent, 1)) % of one core"),
         ]
         if let s = server {
-            rows.append(("server CPU", "\(fmt(s.cpuSeconds, 2)) s, \(fmt(s.cpuMicrosecondsPerRelayedDatagram, 2)) µs per relayed datagram (\(s.relayedDatagrams) relayed)"))
+            rows.append(
+                (
+                    "server CPU",
+                    "\(fmt(s.cpuSeconds, 2)) s, \(fmt(s.cpuMicrosecondsPerRelayedDatagram, 2)) µs per relayed datagram (\(s.relayedDatagrams) relayed)"
+                ))
             rows.append(("server peak RSS", "\(s.peakRSSKiB) KiB"))
         }
         if let knee = kneePPS {
@@ -100,8 +107,10 @@ extension LoadReport {
         svg += polyline(seconds.map { (x(Double($0.second)), yRate($0.deliveredPPS)) }, color: "#2ca02c", dash: false)
         svg += legend(x: left + plotW + 15, y: topY + 10, items: [("offered", "#1f77b4"), ("delivered", "#2ca02c")])
         if let knee = kneePPS {
-            svg += "<line x1=\"\(left)\" x2=\"\(left + plotW)\" y1=\"\(yRate(knee))\" y2=\"\(yRate(knee))\" stroke=\"#d62728\" stroke-dasharray=\"2,3\"/>\n"
-            svg += "<text x=\"\(left + plotW + 15)\" y=\"\(topY + 60)\" fill=\"#d62728\">knee \(fmt(knee, 0)) pkt/s</text>\n"
+            svg +=
+                "<line x1=\"\(left)\" x2=\"\(left + plotW)\" y1=\"\(yRate(knee))\" y2=\"\(yRate(knee))\" stroke=\"#d62728\" stroke-dasharray=\"2,3\"/>\n"
+            svg +=
+                "<text x=\"\(left + plotW + 15)\" y=\"\(topY + 60)\" fill=\"#d62728\">knee \(fmt(knee, 0)) pkt/s</text>\n"
         }
         // Panel 2: latency, log scale.
         let top2 = topY + panelH + gap
@@ -117,7 +126,8 @@ extension LoadReport {
         while decade <= hi * 1.0001 {
             let y = yLat(decade)
             svg += "<line x1=\"\(left)\" x2=\"\(left + plotW)\" y1=\"\(y)\" y2=\"\(y)\" stroke=\"#eee\"/>\n"
-            svg += "<text x=\"\(left - 6)\" y=\"\(y + 4)\" text-anchor=\"end\">\(fmt(decade, decade < 1 ? 2 : 0))</text>\n"
+            svg +=
+                "<text x=\"\(left - 6)\" y=\"\(y + 4)\" text-anchor=\"end\">\(fmt(decade, decade < 1 ? 2 : 0))</text>\n"
             decade *= 10
         }
         svg +=
@@ -126,14 +136,17 @@ extension LoadReport {
         svg += polyline(withData.map { (x(Double($0.second)), yLat($0.p50)) }, color: "#2ca02c", dash: false)
         svg += polyline(withData.map { (x(Double($0.second)), yLat($0.p99)) }, color: "#ff7f0e", dash: false)
         svg += polyline(withData.map { (x(Double($0.second)), yLat($0.p999)) }, color: "#d62728", dash: false)
-        svg += legend(x: left + plotW + 15, y: top2 + 10, items: [("p50", "#2ca02c"), ("p99", "#ff7f0e"), ("p99.9", "#d62728")])
-        svg += "<text x=\"\(left + plotW / 2)\" y=\"\(top2 + panelH + 40)\" text-anchor=\"middle\">seconds since media start</text>\n"
+        svg += legend(
+            x: left + plotW + 15, y: top2 + 10, items: [("p50", "#2ca02c"), ("p99", "#ff7f0e"), ("p99.9", "#d62728")])
+        svg +=
+            "<text x=\"\(left + plotW / 2)\" y=\"\(top2 + panelH + 40)\" text-anchor=\"middle\">seconds since media start</text>\n"
         svg += "</svg>\n"
         return svg
     }
 
     private func axes(left: Double, top: Double, width: Double, height: Double, n: Int) -> String {
-        var s = "<rect x=\"\(left)\" y=\"\(top)\" width=\"\(width)\" height=\"\(height)\" fill=\"none\" stroke=\"#333\"/>\n"
+        var s =
+            "<rect x=\"\(left)\" y=\"\(top)\" width=\"\(width)\" height=\"\(height)\" fill=\"none\" stroke=\"#333\"/>\n"
         let every = max(1, n / 10)
         for i in stride(from: 0, to: n, by: every) {
             let xx = left + width * (Double(i) + 0.5) / Double(n)
@@ -146,7 +159,8 @@ extension LoadReport {
     private func polyline(_ points: [(Double, Double)], color: String, dash: Bool) -> String {
         guard !points.isEmpty else { return "" }
         let p = points.map { "\(fmt($0.0, 1)),\(fmt($0.1, 1))" }.joined(separator: " ")
-        var s = "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\"\(dash ? " stroke-dasharray=\"6,3\"" : "") points=\"\(p)\"/>\n"
+        var s =
+            "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\"\(dash ? " stroke-dasharray=\"6,3\"" : "") points=\"\(p)\"/>\n"
         if points.count == 1 {
             s += "<circle cx=\"\(fmt(points[0].0, 1))\" cy=\"\(fmt(points[0].1, 1))\" r=\"3\" fill=\"\(color)\"/>\n"
         }
@@ -157,7 +171,8 @@ extension LoadReport {
         var s = ""
         for (i, item) in items.enumerated() {
             let yy = y + Double(i) * 18
-            s += "<line x1=\"\(x)\" x2=\"\(x + 20)\" y1=\"\(yy)\" y2=\"\(yy)\" stroke=\"\(item.1)\" stroke-width=\"2\"/>\n"
+            s +=
+                "<line x1=\"\(x)\" x2=\"\(x + 20)\" y1=\"\(yy)\" y2=\"\(yy)\" stroke=\"\(item.1)\" stroke-width=\"2\"/>\n"
             s += "<text x=\"\(x + 26)\" y=\"\(yy + 4)\">\(escape(item.0))</text>\n"
         }
         return s

@@ -69,7 +69,8 @@ enum SocketAddress {
             let family = raw.load(fromByteOffset: 0, as: sa_family_t.self)
             if family == sa_family_t(AF_INET) {
                 let p = raw.load(as: sockaddr_in.self)
-                return TransportAddress(ip: .v4(UInt32(bigEndian: p.sin_addr.s_addr)), port: UInt16(bigEndian: p.sin_port))
+                return TransportAddress(
+                    ip: .v4(UInt32(bigEndian: p.sin_addr.s_addr)), port: UInt16(bigEndian: p.sin_port))
             } else if family == sa_family_t(AF_INET6) {
                 let p = raw.load(as: sockaddr_in6.self)
                 let ip = withUnsafeBytes(of: p.sin6_addr) { IPAddress(bytes: $0) }
@@ -87,7 +88,8 @@ struct UDPSocket {
 
     init(connectTo server: TransportAddress, bufferBytes: Int) throws(SocketError) {
         let family = server.family == .ipv4 ? AF_INET : AF_INET6
-        let fd = socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let fd = socket(
+            family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw SocketError(call: "socket", code: errno) }
         var size = Int32(bufferBytes)
         // SO_RCVBUFFORCE/SO_SNDBUFFORCE pass rmem_max when running as root; fall back otherwise.

@@ -7,7 +7,8 @@ import TraverseLoad
 struct TraverseLoadCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "traverse-load",
-        abstract: "Drive a TURN server with emulated WebRTC calls (SRTP via libsrtp2) and measure loss, latency and jitter.",
+        abstract:
+            "Drive a TURN server with emulated WebRTC calls (SRTP via libsrtp2) and measure loss, latency and jitter.",
         discussion: """
             Each call is two TURN clients that allocate, permit each other's relayed address, bind a
             channel (or use Send indications) and exchange SRTP. Targets outside loopback are refused
@@ -21,7 +22,9 @@ struct TraverseLoadCommand: ParsableCommand {
     @Option(help: "Static credentials USER:PASSWORD.")
     var user: String?
 
-    @Option(help: "TURN REST shared secret: usernames <expiry>:<user-id>-<n>, password base64(HMAC-SHA1(secret, username)).")
+    @Option(
+        help: "TURN REST shared secret: usernames <expiry>:<user-id>-<n>, password base64(HMAC-SHA1(secret, username))."
+    )
     var secret: String?
 
     @Option(help: "User id for REST credentials.")
@@ -114,7 +117,9 @@ struct TraverseLoadCommand: ParsableCommand {
         } else {
             throw ValidationError("give --user USER:PASSWORD or --secret SECRET")
         }
-        guard let loadMode = LoadMode(rawValue: mode) else { throw ValidationError("--mode must be paced, blast or ramp") }
+        guard let loadMode = LoadMode(rawValue: mode) else {
+            throw ValidationError("--mode must be paced, blast or ramp")
+        }
         var c = LoadConfiguration(url: turnURL, credentials: credentials, duration: duration)
         c.mode = loadMode
         c.calls = calls
