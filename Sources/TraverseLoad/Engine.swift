@@ -50,8 +50,11 @@ enum ClientPhase: Equatable {
 final class Endpoint {
     let index: Int
     let peerIndex: Int
-    let socket: UDPSocket
+    var socket: UDPSocket
     var client: TURNClient
+    /// Times this client moved to a new local port after a 437 (the server still held an allocation
+    /// for the old 5-tuple, e.g. one left over from an earlier run).
+    var mismatches = 0
     var phase: ClientPhase = .allocating
     var relayed: TransportAddress?
     /// The peer's relayed address (where this client sends).
@@ -173,7 +176,12 @@ public final class LoadEngine {
             try poll.add(socket.fd, token: UInt64(i))
         }
         let setupStart = monotonicNanoseconds()
-        try setUp()
+        do {
+            try setUp()
+        } catch {
+            tearDown()  // release what was allocated
+            throw error
+        }
         let setupSeconds = Double(monotonicNanoseconds() - setupStart) / 1e9
         log("setup: \(clientCount) clients allocated, permitted and bound in \(fmt(setupSeconds, 2)) s")
 
@@ -234,7 +242,18 @@ public final class LoadEngine {
             case .succeeded(let request, let response):
                 succeeded(request, response: response, endpoint: e, now: now)
             case .failed(let request, let reason):
-                if e.phase != .ready {
+                if case .allocate = request, e.phase == .allocating, reason.hasPrefix("437"), e.mismatches < 3,
+                    let fresh = try? UDPSocket(connectTo: config.url.server, bufferBytes: config.socketBufferBytes)
+                {
+                    // 437 Allocation Mismatch: this 5-tuple already has an allocation. Use a new port.
+                    e.mismatches += 1
+                    e.socket.close()
+                    e.socket = fresh
+                    poll.replace(token: UInt64(e.index), with: fresh.fd)
+                    handle(
+                        [.send(e.client.start(.allocate(lifetime: config.allocationLifetime), now: now))], endpoint: e,
+                        now: now)
+                } else if e.phase != .ready {
                     e.phase = .failed("\(request): \(reason)")
                 } else if !collectingMedia && request == .refresh(lifetime: 0) {
                     // Tear-down; nothing to do.

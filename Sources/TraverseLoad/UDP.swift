@@ -216,6 +216,10 @@ final class EventPoll {
         fds.append(pollfd(fd: socket, events: Int16(POLLIN), revents: 0))
     }
 
+    func replace(token: UInt64, with socket: Int32) {
+        fds[Int(token)].fd = socket
+    }
+
     /// Waits up to `timeoutMilliseconds` (0 polls); returns how many sockets are readable.
     func wait(timeoutMilliseconds: Int32) -> Int {
         ready.removeAll(keepingCapacity: true)
