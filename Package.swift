@@ -10,11 +10,14 @@ let package = Package(
         .library(name: "TURNCore", targets: ["TURNCore"]),
         .library(name: "TURNRelay", targets: ["TURNRelay"]),
         .library(name: "TraverseOps", targets: ["TraverseOps"]),
+        .library(name: "TraverseLoad", targets: ["TraverseLoad"]),
+        .executable(name: "traverse-load", targets: ["traverse-load"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // System libraries, found through pkg-config.
@@ -22,6 +25,11 @@ let package = Package(
             name: "COpenSSL",
             pkgConfig: "openssl",
             providers: [.apt(["libssl-dev"])]
+        ),
+        .systemLibrary(
+            name: "CSRTP",
+            pkgConfig: "libsrtp2",
+            providers: [.apt(["libsrtp2-dev"])]
         ),
         // Small C shims: each exists because Glibc's Swift overlay hides what it wraps.
         .target(name: "CTraverseSystem"),
@@ -58,6 +66,21 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Load generator: emulated WebRTC calls (SRTP over TURN) against any TURN server.
+        .target(
+            name: "TraverseLoad",
+            dependencies: [
+                "STUNCodec", "CSRTP", "CTraverseSystem",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ]
+        ),
+        .executableTarget(
+            name: "traverse-load",
+            dependencies: [
+                "TraverseLoad",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
 
         .testTarget(name: "STUNCodecTests", dependencies: ["STUNCodec"]),
         .testTarget(name: "TURNCoreTests", dependencies: ["TURNCore", "STUNCodec"]),
@@ -67,6 +90,7 @@ let package = Package(
                 "TURNRelay", "TURNCore", "STUNCodec", "TraverseOps", .product(name: "Logging", package: "swift-log"),
             ]),
         .testTarget(name: "TraverseOpsTests", dependencies: ["TraverseOps"]),
+        .testTarget(name: "TraverseLoadTests", dependencies: ["TraverseLoad", "STUNCodec", "CSRTP"]),
     ]
 )
 
