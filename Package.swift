@@ -29,6 +29,7 @@ let package = Package(
         // Small C shims: each exists because Glibc's Swift overlay hides what it wraps.
         .target(name: "CTraverseSystem"),
         .target(name: "CTraverseCrypto", dependencies: ["COpenSSL"]),
+        .target(name: "CTraverseTLS", dependencies: ["COpenSSL"]),
 
         // Pure STUN/TURN wire format: no I/O, no Foundation.
         .target(name: "STUNCodec", dependencies: ["CTraverseCrypto"]),
@@ -38,7 +39,7 @@ let package = Package(
         .target(
             name: "TURNRelay",
             dependencies: [
-                "TURNCore", "STUNCodec", "CTraverseSystem",
+                "TURNCore", "STUNCodec", "CTraverseSystem", "CTraverseTLS", "COpenSSL",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

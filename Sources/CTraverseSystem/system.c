@@ -112,3 +112,7 @@ int traverse_read_icmp_error(int fd, traverse_icmp_error *out) {
     }
     return 0;
 }
+
+int traverse_accept(int fd, struct sockaddr_storage *address, socklen_t *length) {
+    return accept4(fd, (struct sockaddr *)address, length, SOCK_NONBLOCK | SOCK_CLOEXEC);
+}

@@ -13,6 +13,7 @@ public enum DropReason: Int, CaseIterable, Sendable {
     case unexpectedClass
     case bannedClient
     case sendFailed
+    case oversizedDatagram
 
     /// The metric label.
     public var label: String {
@@ -30,6 +31,7 @@ public enum DropReason: Int, CaseIterable, Sendable {
         case .unexpectedClass: "unexpected_class"
         case .bannedClient: "banned_client"
         case .sendFailed: "send_failed"
+        case .oversizedDatagram: "oversized_datagram"
         }
     }
 }

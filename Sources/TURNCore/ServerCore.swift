@@ -775,7 +775,9 @@ public final class TURNServerCore {
     /// Reaps expired allocations, permissions and channels, and closes allocations of clients the
     /// current policy bans. Called about once a second; costs nothing per packet.
     public func sweep(now: CoreTime) {
+        let before = policyGeneration
         refreshPolicyIfNeeded()
+        let policyChanged = before != policyGeneration
         let t = now.milliseconds
         for slot in slots.indices {
             guard let a = slots[slot] else { continue }
@@ -786,6 +788,12 @@ public final class TURNServerCore {
             } else {
                 if a.permissions.contains(where: { $0.expiry <= t }) { slots[slot]!.permissions.removeAll { $0.expiry <= t } }
                 if a.channels.contains(where: { $0.expiry <= t }) { slots[slot]!.channels.removeAll { $0.expiry <= t } }
+                if policyChanged {
+                    // A reloaded policy applies to permissions already granted, ChannelData included.
+                    let peers = policy.peers
+                    slots[slot]!.permissions.removeAll { !peers.allows($0.peer) }
+                    slots[slot]!.channels.removeAll { !peers.allows($0.peer.ip) }
+                }
                 if a.lastTransaction != nil && t &- a.lastResponseAt >= Self.transactionMemoryMilliseconds {
                     slots[slot]!.lastTransaction = nil
                     slots[slot]!.lastResponse = []

@@ -16,6 +16,14 @@ public struct RelayConfiguration: Sendable {
     public var batchSize = 64
     /// Log client addresses in full (debugging) instead of redacted.
     public var logFullAddresses = false
+    /// TLS (TCP) listening addresses; DTLS is served on the same addresses over UDP.
+    public var tlsListen: [TransportAddress] = []
+    /// Stream connections on the whole server.
+    public var maxConnections = 10_000
+    /// Stream connections from one client IP.
+    public var maxConnectionsPerSource = 64
+    /// Seconds a stream connection may stay without an allocation (or in its TLS handshake).
+    public var idleTimeoutSeconds: UInt64 = 30
 
     public init() {}
 

@@ -18,14 +18,21 @@ public final class RelayServer: @unchecked Sendable {
     public private(set) var shards: [Shard] = []
     /// The UDP addresses actually bound (port 0 resolved).
     public private(set) var boundUDP: [TransportAddress] = []
+    /// The TCP addresses actually bound.
+    public private(set) var boundTCP: [TransportAddress] = []
+    /// The TLS addresses actually bound.
+    public private(set) var boundTLS: [TransportAddress] = []
+    /// The certificate store in force, when TLS is served.
+    public let tls: TLSContextStore?
     let ports: PortPool
     let logger: Logger
 
     /// Binds every listening socket; `start()` then begins serving.
     public init(
         configuration: RelayConfiguration, coreConfiguration: CoreConfiguration, shared: SharedServerState,
-        logger: Logger
+        tls: TLSContextStore? = nil, logger: Logger
     ) throws(SocketError) {
+        self.tls = tls
         self.configuration = configuration
         var core = coreConfiguration
         core.relayFamilies = Set([AddressFamily.ipv4, .ipv6].filter { configuration.relayIP(for: $0) != nil })
@@ -34,10 +41,11 @@ public final class RelayServer: @unchecked Sendable {
         self.logger = logger
         self.ports = PortPool(range: configuration.portRange)
         let count = configuration.shards > 0 ? configuration.shards : max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+        let budget = ConnectionBudget(maxTotal: configuration.maxConnections)
         for i in 0..<count {
             shards.append(
                 Shard(index: i, configuration: configuration, coreConfiguration: core, shared: shared, ports: ports,
-                      logger: logger))
+                      budget: budget, tls: tls, logger: logger))
         }
         for requested in configuration.listen {
             var address = requested
@@ -56,21 +64,74 @@ public final class RelayServer: @unchecked Sendable {
             }
             boundUDP.append(address)
         }
+        for requested in configuration.listen {
+            boundTCP.append(try bindStream(requested, tls: false))
+        }
+        if tls != nil {
+            for requested in configuration.tlsListen {
+                boundTLS.append(try bindStream(requested, tls: true))
+            }
+        }
     }
+
+    /// Binds a TCP listening socket on every shard (SO_REUSEPORT); returns the bound address.
+    func bindStream(_ requested: TransportAddress, tls: Bool) throws(SocketError) -> TransportAddress {
+        var address = requested
+        for shard in shards {
+            let fd = try Sockets.open(requested.family, type: Int32(SOCK_STREAM.rawValue))
+            Sockets.setInt(fd, SOL_SOCKET, SO_REUSEADDR, 1)
+            Sockets.setInt(fd, SOL_SOCKET, SO_REUSEPORT, 1)
+            do {
+                try Sockets.bind(fd, address)
+            } catch {
+                close(fd)
+                throw error
+            }
+            guard listen(fd, 1024) == 0 else {
+                let e = SocketError("listen \(address)")
+                close(fd)
+                throw e
+            }
+            if address.port == 0, let bound = Sockets.localAddress(fd) { address = bound }
+            shard.addStreamListener(fd: fd, address: address, tls: tls)
+        }
+        return address
+    }
+
+    /// Watches the certificate files: a change (a renewal writing new files) reloads them, so
+    /// new handshakes get the new certificate while established sessions continue.
+    private let certificateWatch = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "traverse.tls-watch"))
 
     /// Starts every shard.
     public func start() {
         for shard in shards { shard.queue.sync { shard.start() } }
+        if let tls {
+            let logger = self.logger
+            certificateWatch.schedule(deadline: .now() + 2, repeating: 2.0, leeway: .milliseconds(500))
+            certificateWatch.setEventHandler {
+                guard tls.filesChanged() else { return }
+                do {
+                    try tls.reload()
+                    logger.notice("tls certificate reloaded", metadata: ["sha256": "\(tls.fingerprint)"])
+                } catch {
+                    logger.error("tls certificate reload failed; the previous one stays", metadata: ["reason": "\(error)"])
+                }
+            }
+        }
+        certificateWatch.activate()
         logger.info(
             "serving",
             metadata: [
-                "udp": "\(boundUDP.map(\.description).joined(separator: ","))", "shards": "\(shards.count)",
+                "udp": "\(boundUDP.map(\.description).joined(separator: ","))",
+                "tcp": "\(boundTCP.map(\.description).joined(separator: ","))",
+                "tls": "\(boundTLS.map(\.description).joined(separator: ","))", "shards": "\(shards.count)",
                 "relay_ports": "\(configuration.portRange.lowerBound)-\(configuration.portRange.upperBound)",
             ])
     }
 
     /// Stops every shard: sockets closed, allocations ended.
     public func stop() {
+        certificateWatch.cancel()
         for shard in shards { shard.queue.sync { shard.stop() } }
     }
 
@@ -78,6 +139,13 @@ public final class RelayServer: @unchecked Sendable {
     public func counters() -> CoreCounters {
         var total = CoreCounters()
         for shard in shards { total.add(shard.queue.sync { shard.core.counters }) }
+        return total
+    }
+
+    /// Stream counters summed over the shards.
+    public func streamCounters() -> StreamCounters {
+        var total = StreamCounters()
+        for shard in shards { total.add(shard.queue.sync { shard.streamCounters }) }
         return total
     }
 

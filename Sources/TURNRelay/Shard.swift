@@ -48,14 +48,30 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
     /// Called with each allocation event after it is logged (metrics, tests).
     public var eventObserver: ((AllocationEvent) -> Void)?
 
+    struct StreamListener {
+        let fd: Int32
+        let address: TransportAddress
+        let tls: Bool
+        let source: any DispatchSourceRead
+    }
+    var streamListeners: [StreamListener] = []
+    var connections: [Int32: StreamConnection] = [:]
+    var connectionsPerSource: [IPAddress: Int] = [:]
+    /// Stream counters, summed when scraped.
+    public internal(set) var streamCounters = StreamCounters()
+    let budget: ConnectionBudget
+    let tlsContexts: TLSContextStore?
+
     /// The header room kept in front of received payloads: enough for a Data indication with an
     /// IPv6 XOR-PEER-ADDRESS (20 + 24 + 4 bytes) rounded up.
     static let headroom = 64
 
     init(index: Int, configuration: RelayConfiguration, coreConfiguration: CoreConfiguration,
-         shared: SharedServerState, ports: PortPool, logger: Logger)
+         shared: SharedServerState, ports: PortPool, budget: ConnectionBudget, tls: TLSContextStore?, logger: Logger)
     {
         self.index = index
+        self.budget = budget
+        self.tlsContexts = tls
         self.queue = DispatchQueue(label: "traverse.shard.\(index)", qos: .userInteractive)
         self.configuration = configuration
         self.ports = ports
@@ -90,6 +106,7 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
 
     func start() {
         for l in listeners { l.source.activate() }
+        for l in streamListeners { l.source.activate() }
         let timer = DispatchSource.makeTimerSource(queue: queue)
         timer.schedule(deadline: .now() + 1, repeating: 1.0, leeway: .milliseconds(100))
         timer.setEventHandler { [unowned self] in self.sweep() }
@@ -105,6 +122,9 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
         sweepTimer?.cancel()
         for l in listeners { l.source.cancel() }
         listeners.removeAll()
+        for l in streamListeners { l.source.cancel() }
+        streamListeners.removeAll()
+        for c in Array(connections.values) { c.close(.shutdown) }
     }
 
     func sweep() {
@@ -112,6 +132,65 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
         let t = now()
         core.sweep(now: t)
         if index == 0 { ports.expireReservations(now: t.milliseconds) }
+        let idleLimit = configuration.idleTimeoutSeconds * 1000
+        for c in Array(connections.values)
+        where t.milliseconds &- c.lastActivity > idleLimit && (c.handshaking || core.slot(for: c.fiveTuple) == nil) {
+            c.close(.idle)
+        }
+        drainEvents()
+    }
+
+    // MARK: Stream listeners (TCP and TLS)
+
+    /// Adds a listening TCP socket (bound with SO_REUSEPORT, listening) to this shard.
+    func addStreamListener(fd: Int32, address: TransportAddress, tls: Bool) {
+        let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
+        let listener = StreamListener(fd: fd, address: address, tls: tls, source: source)
+        source.setEventHandler { [unowned self] in self.acceptConnections(listener) }
+        source.setCancelHandler { close(fd) }
+        streamListeners.append(listener)
+    }
+
+    func acceptConnections(_ listener: StreamListener) {
+        assertOnQueue()
+        for _ in 0..<64 {
+            var storage = sockaddr_storage()
+            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            let fd = traverse_accept(listener.fd, &storage, &length)
+            if fd < 0 { return }
+            guard let client = withUnsafePointer(to: &storage, { SocketAddress.read(UnsafeRawPointer($0)) }) else {
+                close(fd)
+                continue
+            }
+            let fromSource = connectionsPerSource[client.ip, default: 0]
+            if fromSource >= configuration.maxConnectionsPerSource || !budget.take() {
+                streamCounters.closed[StreamCloseReason.refused.rawValue] &+= 1
+                close(fd)
+                continue
+            }
+            Sockets.setInt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
+            connectionsPerSource[client.ip] = fromSource + 1
+            let ft = FiveTuple(client: client, server: listener.address, transport: listener.tls ? .tls : .tcp)
+            let connection = StreamConnection(
+                fd: fd, shard: self, fiveTuple: ft, tls: listener.tls ? tlsContexts?.tls : nil,
+                now: Clock.monotonicMilliseconds())
+            connections[fd] = connection
+            streamWriters[ft] = connection
+            streamCounters.accepted[listener.tls ? 1 : 0] &+= 1
+            streamCounters.open += 1
+        }
+    }
+
+    /// A connection ended: its allocation goes with it (RFC 8656 §3.1: one allocation per connection).
+    func connectionClosed(_ c: StreamConnection, reason: StreamCloseReason) {
+        connections[c.fd] = nil
+        streamWriters[c.fiveTuple] = nil
+        let n = connectionsPerSource[c.fiveTuple.client.ip, default: 1] - 1
+        connectionsPerSource[c.fiveTuple.client.ip] = n > 0 ? n : nil
+        budget.give()
+        streamCounters.closed[reason.rawValue] &+= 1
+        streamCounters.open -= 1
+        core.closeAllocation(on: c.fiveTuple, reason: .connectionClosed, now: now())
         drainEvents()
     }
 
@@ -311,6 +390,10 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
             noteKernelDrops(fd, n)
             for i in 0..<n {
                 guard let peer = SocketAddress.read(rx.addresses + i) else { continue }
+                if rx.truncated(i) {
+                    core.counters.drop(.oversizedDatagram)
+                    continue
+                }
                 forwardToClient(payload: rx.payload(i), length: rx.length(i), from: peer, slot: slot, t)
             }
             tx.flush()

@@ -125,3 +125,8 @@ enum Clock {
 
     static func unixSeconds() -> Int64 { Int64(time(nil)) }
 }
+
+/// Text of a NUL-terminated C buffer.
+func stringFromC(_ buffer: [CChar]) -> String {
+    String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}

@@ -22,7 +22,9 @@ public struct ConfigurationError: Error, CustomStringConvertible, Sendable, Equa
 public struct TraverseConfiguration: Sendable {
     // [server]
     public var listen: [TransportAddress] = [TransportAddress("127.0.0.1:3478")!, TransportAddress("[::1]:3478")!]
-    public var tlsListen: [TransportAddress] = []
+    /// TLS listeners; nil means the default: loopback port 5349 when `listen` is the default
+    /// too (the zero-setup server), none otherwise.
+    public var tlsListen: [TransportAddress]? = nil
     public var shards = 0
     public var software: String? = nil
     public var stateDirectory = ".traverse"
@@ -54,6 +56,9 @@ public struct TraverseConfiguration: Sendable {
     public var bandwidthPerAllocation = 0
     public var unauthenticatedRate = 50
     public var legacyChannelNumbers = false
+    public var maxConnections = 10_000
+    public var maxConnectionsPerSource = 64
+    public var idleConnectionTimeout: UInt64 = 30
     // [tls]
     public var certificateFile: String? = nil
     public var privateKeyFile: String? = nil
@@ -69,6 +74,16 @@ public struct TraverseConfiguration: Sendable {
 
     public init() {}
 
+    /// The default UDP/TCP listeners.
+    public static let defaultListen = [TransportAddress("127.0.0.1:3478")!, TransportAddress("[::1]:3478")!]
+    /// The default TLS listeners of the zero-setup server.
+    public static let defaultTLSListen = [TransportAddress("127.0.0.1:5349")!, TransportAddress("[::1]:5349")!]
+
+    /// The TLS listeners in force.
+    public var effectiveTLSListen: [TransportAddress] {
+        tlsListen ?? (listen == Self.defaultListen ? Self.defaultTLSListen : [])
+    }
+
     /// Whether any credential (static user, users file or REST secret) is configured.
     public var hasCredentials: Bool { !users.isEmpty || usersFile != nil || !secrets.isEmpty }
 
@@ -80,6 +95,10 @@ public struct TraverseConfiguration: Sendable {
         r.relayAddresses = relayAddresses
         r.portRange = portRange
         r.logFullAddresses = !redactAddresses
+        r.tlsListen = effectiveTLSListen
+        r.maxConnections = maxConnections
+        r.maxConnectionsPerSource = maxConnectionsPerSource
+        r.idleTimeoutSeconds = idleConnectionTimeout
         return r
     }
 

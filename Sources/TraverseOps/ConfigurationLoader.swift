@@ -80,7 +80,9 @@ public enum ConfigurationLoader {
                 users[user] = password
             }
             c.users = users
-        case "auth.users_file": c.usersFile = try string(name, v)
+        case "auth.users_file":
+            let path = try string(name, v)
+            c.usersFile = path.isEmpty ? nil : path
         case "auth.secrets": c.secrets = try strings(name, v)
         case "auth.rest_separator":
             let s = try string(name, v)
@@ -111,6 +113,9 @@ public enum ConfigurationLoader {
         case "limits.bandwidth_per_allocation": c.bandwidthPerAllocation = try int(name, v, 0...1_000_000_000)
         case "limits.unauthenticated_rate": c.unauthenticatedRate = try int(name, v, 0...1_000_000)
         case "limits.legacy_channel_numbers": c.legacyChannelNumbers = try bool(name, v)
+        case "limits.max_connections": c.maxConnections = try int(name, v, 1...1_000_000)
+        case "limits.max_connections_per_source": c.maxConnectionsPerSource = try int(name, v, 1...100_000)
+        case "limits.idle_connection_timeout": c.idleConnectionTimeout = UInt64(try int(name, v, 1...86_400))
         case "tls.certificate": c.certificateFile = try string(name, v)
         case "tls.private_key": c.privateKeyFile = try string(name, v)
         case "admin.listen":
@@ -138,10 +143,10 @@ public enum ConfigurationLoader {
         if c.maxLifetime < c.defaultLifetime {
             throw ConfigurationError(key: "limits.max_lifetime", reason: "must not be below limits.default_lifetime")
         }
-        if c.listen.isEmpty && c.tlsListen.isEmpty {
+        if c.listen.isEmpty && c.effectiveTLSListen.isEmpty {
             throw ConfigurationError(key: "server.listen", reason: "at least one listening address is needed")
         }
-        if !c.tlsListen.isEmpty && (c.certificateFile == nil) != (c.privateKeyFile == nil) {
+        if (c.certificateFile == nil) != (c.privateKeyFile == nil) {
             throw ConfigurationError(key: "tls.certificate", reason: "tls.certificate and tls.private_key go together")
         }
         if let admin = c.adminListen, !isLoopback(admin.ip), c.adminToken == nil {

@@ -34,10 +34,33 @@ public final class TraverseServer: Sendable {
             throw .configuration(error)
         }
         shared = SharedServerState(policy: policy)
+        var tls: TLSContextStore? = nil
+        if !config.effectiveTLSListen.isEmpty {
+            do {
+                if let cert = config.certificateFile, let key = config.privateKeyFile {
+                    tls = try TLSContextStore(certificate: cert, privateKey: key)
+                } else {
+                    guard FileText.makeDirectory(config.stateDirectory) else {
+                        throw StartupError.configuration(
+                            ConfigurationError(key: "server.state_directory", reason: "cannot create \(config.stateDirectory)"))
+                    }
+                    tls = try TLSContextStore.selfSigned(in: config.stateDirectory)
+                    logger.notice(
+                        "serving TLS with a self-signed certificate",
+                        metadata: ["certificate": "\(tls!.certificatePath)", "sha256": "\(tls!.fingerprint)"])
+                }
+            } catch let error as TLSError {
+                throw .tls(error)
+            } catch let error as StartupError {
+                throw error
+            } catch {
+                throw .tls(.cannotGenerate(path: config.stateDirectory))
+            }
+        }
         do {
             relay = try RelayServer(
                 configuration: config.relayConfiguration(), coreConfiguration: config.coreConfiguration(),
-                shared: shared, logger: logger)
+                shared: shared, tls: tls, logger: logger)
         } catch {
             throw .socket(error)
         }
@@ -50,6 +73,13 @@ public final class TraverseServer: Sendable {
         var c = configuration
         if let g = generatedCredentials, !c.hasCredentials { c.users[g.username] = g.password }
         shared.replacePolicy(try c.policy())
+        if let tls = relay.tls {
+            do {
+                try tls.reload()
+            } catch {
+                throw ConfigurationError(key: "tls.certificate", reason: error.description)
+            }
+        }
     }
 
     /// Stops serving; ends every allocation.
@@ -59,9 +89,9 @@ public final class TraverseServer: Sendable {
     public var udpAddresses: [TransportAddress] { relay.boundUDP }
 
     /// The announce file's JSON: bound addresses by transport.
-    public func announcement(pid: Int32, admin: TransportAddress?, tcp: [TransportAddress] = [], tls: [TransportAddress] = [])
-        -> String
-    {
+    public func announcement(pid: Int32, admin: TransportAddress?) -> String {
+        let tcp = relay.boundTCP
+        let tls = relay.boundTLS
         func list(_ a: [TransportAddress]) -> String { "[" + a.map { "\"\($0)\"" }.joined(separator: ", ") + "]" }
         let adminText = admin.map { "\"\($0)\"" } ?? "null"
         return "{\"udp\": \(list(udpAddresses)), \"tcp\": \(list(tcp)), \"tls\": \(list(tls)), \"admin\": \(adminText), \"pid\": \(pid)}\n"
@@ -72,10 +102,12 @@ public final class TraverseServer: Sendable {
 public enum StartupError: Error, CustomStringConvertible {
     case configuration(ConfigurationError)
     case socket(SocketError)
+    case tls(TLSError)
 
     public var description: String {
         switch self {
         case .configuration(let e): e.description
+        case .tls(let e): e.description
         case .socket(let e): "cannot listen: \(e)"
         }
     }

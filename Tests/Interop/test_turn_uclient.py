@@ -5,6 +5,13 @@ from __future__ import annotations
 import re
 import subprocess
 
+import pytest
+
+# turnutils_uclient picks channel numbers from RFC 5766's 0x4000-0x7FFF, which RFC 8656 reserves
+# above 0x4FFF: Traverse accepts them only with --legacy-channel-numbers. Each uclient session
+# also holds an RTP and an RTCP allocation for one user, past the default per-user quota of 10.
+pytestmark = pytest.mark.server_args(extra=["--legacy-channel-numbers", "--user-quota", "1000"])
+
 UCLIENT_TIMEOUT = 120
 
 TOTALS = re.compile(r"start_mclient: tot_send_msgs=(\d+), tot_recv_msgs=(\d+)\s*$", re.MULTILINE)

@@ -55,4 +55,7 @@ typedef struct traverse_icmp_error {
 /// 0 when the queue held something that is not an ICMP error, -1 with errno (EAGAIN when empty).
 int traverse_read_icmp_error(int fd, traverse_icmp_error *out);
 
+/// accept4(2) with SOCK_NONBLOCK | SOCK_CLOEXEC.
+int traverse_accept(int fd, struct sockaddr_storage *address, socklen_t *length);
+
 #endif

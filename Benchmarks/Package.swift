@@ -1,0 +1,32 @@
+// swift-tools-version:6.1
+// Micro-benchmarks of the STUN codec, kept out of the main package so that ordo-one/benchmark
+// does not slow down its builds. Run from this directory:
+//     swift package benchmark
+import PackageDescription
+
+// A path dependency's identity is its directory's name (main, a worktree, a CI clone…), not
+// "Traverse": derive it from where this manifest sits.
+let traverse = String(Context.packageDirectory.split(separator: "/").dropLast().last ?? "traverse").lowercased()
+
+let package = Package(
+    name: "TraverseBenchmarks",
+    platforms: [.macOS(.v15)],
+    dependencies: [
+        .package(path: "../"),
+        .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
+    ],
+    targets: [
+        .executableTarget(
+            name: "CodecBenchmarks",
+            dependencies: [
+                .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "STUNCodec", package: traverse),
+            ],
+            path: "Benchmarks/CodecBenchmarks",
+            swiftSettings: [.swiftLanguageMode(.v6)],
+            plugins: [
+                .plugin(name: "BenchmarkPlugin", package: "benchmark")
+            ]
+        )
+    ]
+)
