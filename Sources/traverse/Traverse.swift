@@ -186,10 +186,10 @@ struct Serve: ParsableCommand {
         let resolveAgain = options
         let operations = Operations(
             server: server, source: { () throws(ConfigurationError) in try resolveAgain.resolve() }, logger: logger)
-        var adminAddress: TransportAddress? = nil
+        var admin: AdminServer? = nil
         if let listen = configuration.adminListen {
             switch startAdmin(operations: operations, listen: listen, token: configuration.adminToken, logger: logger) {
-            case .success(let admin): adminAddress = admin.address
+            case .success(let started): admin = started
             case .failure(let error):
                 logger.critical("cannot start", metadata: ["error": "\(error)"])
                 server.stop()
@@ -197,16 +197,18 @@ struct Serve: ParsableCommand {
             }
         }
         if let announceFile {
-            FileText.writeAtomically(server.announcement(pid: getpid(), admin: adminAddress), to: announceFile)
+            FileText.writeAtomically(server.announcement(pid: getpid(), admin: admin?.address), to: announceFile)
         }
 
         let signals = SignalHandlers()
-        let terminating = Mutex(false)
+        let sigtermCount = Mutex(0)
         signals.on(SIGTERM) {
             // The first SIGTERM drains; a second one stops at once.
-            if terminating.withLock({ t in
-                defer { t = true }; return t
-            }) {
+            let count = sigtermCount.withLock { n in
+                n += 1
+                return n
+            }
+            if count > 1 {
                 logger.notice("stopping now", metadata: ["signal": "SIGTERM"])
                 server.stop()
                 Glibc.exit(0)
@@ -224,7 +226,7 @@ struct Serve: ParsableCommand {
             Glibc.exit(0)
         }
         signals.on(SIGHUP) { operations.reload(trigger: "SIGHUP") }
-        dispatchMain()
+        withExtendedLifetime(admin) { dispatchMain() }
     }
 }
 
