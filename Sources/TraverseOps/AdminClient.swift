@@ -1,3 +1,4 @@
+import Dispatch
 public import STUNCodec
 
 #if canImport(Glibc)
@@ -23,7 +24,23 @@ public enum AdminClient {
         public init(description: String) { self.description = description }
     }
 
-    /// Sends `method path` to `address` and returns the answer.
+    /// `request` on a Dispatch thread, for async callers: the blocking socket calls then never
+    /// occupy a thread of Swift's cooperative pool (which may be serving the endpoint itself).
+    public static func fetch(
+        _ method: String, _ path: String, to address: TransportAddress, token: String? = nil, timeoutSeconds: Int = 5
+    ) async throws(Failure) -> Response {
+        let result: Result<Response, Failure> = await withCheckedContinuation { continuation in
+            DispatchQueue.global().async {
+                continuation.resume(
+                    returning: Result { () throws(Failure) in
+                        try request(method, path, to: address, token: token, timeoutSeconds: timeoutSeconds)
+                    })
+            }
+        }
+        return try result.get()
+    }
+
+    /// Sends `method path` to `address` and returns the answer (blocking).
     public static func request(
         _ method: String, _ path: String, to address: TransportAddress, token: String? = nil, timeoutSeconds: Int = 5
     ) throws(Failure) -> Response {

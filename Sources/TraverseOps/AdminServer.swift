@@ -69,7 +69,7 @@ public final class AdminServer: Sendable {
 
     /// Closes the listener.
     public func stop() async {
-        await http.stop(timeout: 1)
+        await http.stop(timeout: 0)
         task.cancel()
     }
 

@@ -4,6 +4,13 @@ public struct MetricSample: Sendable, Equatable {
     public var labels: [String: String]
     public var value: Double
 
+    /// A sample of `name` with `labels`.
+    public init(name: String, labels: [String: String], value: Double) {
+        self.name = name
+        self.labels = labels
+        self.value = value
+    }
+
     /// Parses the sample lines of a Prometheus text exposition (comments skipped).
     public static func parse(_ text: String) -> [MetricSample] {
         var out: [MetricSample] = []

@@ -1,3 +1,4 @@
+import Dispatch
 import Logging
 import STUNCodec
 import Testing
@@ -32,18 +33,25 @@ final class AdminFixture: Sendable {
         self.token = token
     }
 
-    func get(_ path: String, token: String? = nil) throws -> AdminClient.Response {
-        try AdminClient.request("GET", path, to: admin.address, token: token ?? self.token)
+    func get(_ path: String, token: String? = nil) async throws -> AdminClient.Response {
+        try await AdminClient.fetch("GET", path, to: admin.address, token: token ?? self.token)
     }
 
-    func post(_ path: String) throws -> AdminClient.Response {
-        try AdminClient.request("POST", path, to: admin.address, token: token)
+    func post(_ path: String) async throws -> AdminClient.Response {
+        try await AdminClient.fetch("POST", path, to: admin.address, token: token)
     }
 
     func close() async {
         await admin.stop()
         operations.shutdown()
         server.stop()
+    }
+}
+
+/// `sendBinding` on a Dispatch thread (blocking calls stay off the cooperative pool).
+func binding(to address: TransportAddress) async -> Bool {
+    await withCheckedContinuation { continuation in
+        DispatchQueue.global().async { continuation.resume(returning: sendBinding(to: address)) }
     }
 }
 
@@ -78,11 +86,11 @@ func value(_ metrics: String, _ series: String) -> Double? {
     }?.value
 }
 
-@Suite("Admin endpoint")
+@Suite("Admin endpoint", .serialized)
 struct AdminEndpointTests {
     @Test func healthzAnswers200() async throws {
         let f = try await AdminFixture()
-        let r = try f.get("/healthz")
+        let r = try await f.get("/healthz")
         #expect(r.status == 200)
         #expect(r.body == "ok\n")
         await f.close()
@@ -90,15 +98,15 @@ struct AdminEndpointTests {
 
     @Test func readyzFlipsWithCapacityAndDraining() async throws {
         let f = try await AdminFixture()
-        #expect(try f.get("/readyz").status == 200)
+        #expect(try await f.get("/readyz").status == 200)
         f.server.shared.setCapacityOverride(0)
-        let full = try f.get("/readyz")
+        let full = try await f.get("/readyz")
         #expect(full.status == 503)
         #expect(full.body.contains("full"))
         f.server.shared.setCapacityOverride(-1)
-        #expect(try f.get("/readyz").status == 200)
+        #expect(try await f.get("/readyz").status == 200)
         f.server.shared.setDraining(true)
-        let draining = try f.get("/readyz")
+        let draining = try await f.get("/readyz")
         #expect(draining.status == 503)
         #expect(draining.body.contains("draining"))
         await f.close()
@@ -106,10 +114,10 @@ struct AdminEndpointTests {
 
     @Test func postDrainStartsDraining() async throws {
         let f = try await AdminFixture()
-        let r = try f.post("/drain")
+        let r = try await f.post("/drain")
         #expect(r.status == 202)
         #expect(f.server.shared.isDraining)
-        #expect(try f.get("/readyz").status == 503)
+        #expect(try await f.get("/readyz").status == 503)
         let outcome = await f.operations.drain(trigger: "test", timeout: 1)
         #expect(outcome == .drained)
         await f.close()
@@ -117,14 +125,14 @@ struct AdminEndpointTests {
 
     @Test func getIsNotEnoughForDrain() async throws {
         let f = try await AdminFixture()
-        #expect(try f.get("/drain").status == 404)
+        #expect(try await f.get("/drain").status == 404)
         #expect(!f.server.shared.isDraining)
         await f.close()
     }
 
     @Test func loadReportsEveryField() async throws {
         let f = try await AdminFixture()
-        let r = try f.get("/load")
+        let r = try await f.get("/load")
         #expect(r.status == 200)
         #expect(r.headers["content-type"] == "application/json")
         for key in [
@@ -138,13 +146,13 @@ struct AdminEndpointTests {
         #expect(report.capacity == 10_000)
         #expect(report.load >= 0 && report.load <= 1)
         f.server.shared.setCapacityOverride(0)
-        #expect(LoadReport.decode(try f.get("/load").body)?.load == 1)
+        #expect(LoadReport.decode(try await f.get("/load").body)?.load == 1)
         await f.close()
     }
 
     @Test func metricsNameEverySeries() async throws {
         let f = try await AdminFixture()
-        let r = try f.get("/metrics")
+        let r = try await f.get("/metrics")
         #expect(r.status == 200)
         #expect(r.headers["content-type"]?.hasPrefix("text/plain") == true)
         for name in [
@@ -168,12 +176,12 @@ struct AdminEndpointTests {
     @Test func metricsCountBindingRequests() async throws {
         let f = try await AdminFixture()
         let udp = try #require(f.server.udpAddresses.first)
-        for _ in 0..<3 { #expect(sendBinding(to: udp)) }
-        let first = try f.get("/metrics").body
+        for _ in 0..<3 { #expect(await binding(to: udp)) }
+        let first = try await f.get("/metrics").body
         #expect(value(first, "traverse_stun_requests_total{method=\"binding\"}") == 3)
         // A second scrape publishes only what changed since the first.
-        #expect(sendBinding(to: udp))
-        let second = try f.get("/metrics").body
+        #expect(await binding(to: udp))
+        let second = try await f.get("/metrics").body
         #expect(value(second, "traverse_stun_requests_total{method=\"binding\"}") == 4)
         await f.close()
     }
@@ -181,13 +189,13 @@ struct AdminEndpointTests {
     @Test func bearerTokenIsRequiredWhenConfigured() async throws {
         let f = try await AdminFixture(token: "s3cret")
         for path in ["/healthz", "/readyz", "/metrics", "/load"] {
-            let missing = try AdminClient.request("GET", path, to: f.admin.address)
+            let missing = try await AdminClient.fetch("GET", path, to: f.admin.address)
             #expect(missing.status == 401, "\(path) without a token")
             #expect(missing.headers["www-authenticate"]?.hasPrefix("Bearer") == true)
-            #expect(try f.get(path, token: "wrong").status == 401, "\(path) with a wrong token")
-            #expect(try f.get(path).status == 200, "\(path) with the token")
+            #expect(try await f.get(path, token: "wrong").status == 401, "\(path) with a wrong token")
+            #expect(try await f.get(path).status == 200, "\(path) with the token")
         }
-        let drain = try AdminClient.request("POST", "/drain", to: f.admin.address)
+        let drain = try await AdminClient.fetch("POST", "/drain", to: f.admin.address)
         #expect(drain.status == 401)
         #expect(!f.server.shared.isDraining)
         await f.close()
@@ -200,27 +208,27 @@ struct AdminEndpointTests {
             c.drainTimeout = 7
             return c
         })
-        let ok = try good.post("/reload")
+        let ok = try await good.post("/reload")
         #expect(ok.status == 200)
         #expect(good.server.shared.policy.credentials.users["bob"] != nil)
         #expect(good.operations.configuration.drainTimeout == 7)
-        #expect(value(try good.get("/metrics").body, "traverse_config_reloads_total{result=\"ok\"}") == 1)
+        #expect(value(try await good.get("/metrics").body, "traverse_config_reloads_total{result=\"ok\"}") == 1)
         await good.close()
 
         let bad = try await AdminFixture(source: { () throws(ConfigurationError) in
             throw ConfigurationError(key: "auth.users_file", reason: "cannot read /nonexistent")
         })
-        let refused = try bad.post("/reload")
+        let refused = try await bad.post("/reload")
         #expect(refused.status == 400)
         #expect(refused.body.contains("auth.users_file"))
         #expect(bad.server.shared.policy.credentials.users["alice"] != nil)
-        #expect(value(try bad.get("/metrics").body, "traverse_config_reloads_total{result=\"refused\"}") == 1)
+        #expect(value(try await bad.get("/metrics").body, "traverse_config_reloads_total{result=\"refused\"}") == 1)
         await bad.close()
     }
 
     @Test func unknownPathIs404() async throws {
         let f = try await AdminFixture()
-        #expect(try f.get("/nope").status == 404)
+        #expect(try await f.get("/nope").status == 404)
         await f.close()
     }
 

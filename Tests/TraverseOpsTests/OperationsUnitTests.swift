@@ -13,7 +13,8 @@ struct OperationsUnitTests {
 
     @Test func residentBytesFromStatus() {
         let status = "Name:\ttraverse\nVmPeak:\t  9000 kB\nVmRSS:\t    2048 kB\nThreads:\t4\n"
-        #expect(ProcessStats.residentBytes(status: status) == 2048 * 1024)
+        let rss: Int64? = ProcessStats.residentBytes(status: status)
+        #expect(rss == Int64(2_097_152))
         #expect(ProcessStats.residentBytes(status: "Name: x\n") == nil)
         #expect((ProcessStats.residentBytes() ?? 0) > 0)
     }
@@ -47,9 +48,9 @@ struct OperationsUnitTests {
         }
         #expect(t.rates(now: s(0, 0, 0)) == LoadTracker.Rates())
         for i in 0...20 { t.record(s(Double(i), UInt64(i) * 1000, Double(i) * 0.5)) }
-        // Samples 10...20 are kept; 20 s → 25 s: 10 kB/s in over the last 15 s would be wrong.
+        // Only the last 10 s count: from the sample at 11 s to the reading at 21 s.
         let r = t.rates(now: s(21, 21_000, 10.5))
-        #expect(r.seconds == 11)
+        #expect(r.seconds == 10)
         #expect(r.bitsPerSecondIn == 8000)
         #expect(r.bitsPerSecondOut == 4000)
         #expect(r.packetsPerSecondIn == 10)
