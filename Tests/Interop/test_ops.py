@@ -491,7 +491,7 @@ def test_dashboard_and_alert_queries_run_against_real_metrics(server, prometheus
     for expr in expressions:
         concrete = expr.replace("$instance", ".*").replace("$__rate_interval", "1m")
         prom.query(concrete)  # raises on a syntax error (HTTP 400)
-        metric_names = [n for n in ("traverse_", "process_") if n in concrete]
+        metric_names = [n for n in ("traverse_", "process_", "up{") if n in concrete]
         assert metric_names, expr
     # Every metric name the dashboard uses is exported.
     status, body = server.http("GET", "/metrics")
