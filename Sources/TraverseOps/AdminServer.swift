@@ -14,6 +14,7 @@ public final class AdminServer: Sendable {
     public let address: TransportAddress
     private let http: HTTPServer
     private let task: Task<Void, any Error>
+    private let log: FlyingFoxLogger
 
     /// Why the admin listener could not start.
     public struct StartError: Error, CustomStringConvertible {
@@ -21,10 +22,11 @@ public final class AdminServer: Sendable {
         public let description: String
     }
 
-    private init(address: TransportAddress, http: HTTPServer, task: Task<Void, any Error>) {
+    private init(address: TransportAddress, http: HTTPServer, task: Task<Void, any Error>, log: FlyingFoxLogger) {
         self.address = address
         self.http = http
         self.task = task
+        self.log = log
     }
 
     /// Binds `listen` and starts answering; returns once listening.
@@ -40,8 +42,8 @@ public final class AdminServer: Sendable {
         } catch {
             throw StartError(description: "admin.listen: cannot use \(listen): \(error)")
         }
-        let http = HTTPServer(
-            config: .init(address: socketAddress, timeout: 10, logger: FlyingFoxLogger(logger: logger)))
+        let log = FlyingFoxLogger(logger: logger)
+        let http = HTTPServer(config: .init(address: socketAddress, timeout: 10, logger: log))
         await routes(http, operations: operations, token: token, logger: logger)
 
         let failure = Mutex<String?>(nil)
@@ -56,7 +58,7 @@ public final class AdminServer: Sendable {
         for _ in 0..<500 {
             if let bound = await http.listeningAddress, let address = transportAddress(bound) {
                 logger.info("admin listening", metadata: ["address": "\(address)"])
-                return AdminServer(address: address, http: http, task: task)
+                return AdminServer(address: address, http: http, task: task, log: log)
             }
             if let reason = failure.withLock({ $0 }) {
                 throw StartError(description: "admin.listen: cannot listen on \(listen): \(reason)")
@@ -69,6 +71,7 @@ public final class AdminServer: Sendable {
 
     /// Closes the listener.
     public func stop() async {
+        log.silence()  // FlyingFox reports the closed socket as a critical error.
         await http.stop(timeout: 0)
         task.cancel()
     }
@@ -186,12 +189,24 @@ public final class AdminServer: Sendable {
 
 /// FlyingFox's log lines, forwarded to swift-log: warnings and worse only (its debug and info
 /// lines name client addresses, which Traverse keeps out of its logs).
-struct FlyingFoxLogger: FlyingSocks.Logging {
+/// Silenced once the listener is being stopped on purpose.
+final class FlyingFoxLogger: FlyingSocks.Logging {
     let logger: Logger
+    private let silenced = Atomic<Bool>(false)
+
+    init(logger: Logger) { self.logger = logger }
+
+    func silence() { silenced.store(true, ordering: .relaxed) }
 
     func logDebug(_ debug: @autoclosure () -> String) {}
     func logInfo(_ info: @autoclosure () -> String) {}
-    func logWarning(_ warning: @autoclosure () -> String) { logger.warning("admin http: \(warning())") }
-    func logError(_ error: @autoclosure () -> String) { logger.error("admin http: \(error())") }
-    func logCritical(_ critical: @autoclosure () -> String) { logger.critical("admin http: \(critical())") }
+    func logWarning(_ warning: @autoclosure () -> String) {
+        if !silenced.load(ordering: .relaxed) { logger.warning("admin http: \(warning())") }
+    }
+    func logError(_ error: @autoclosure () -> String) {
+        if !silenced.load(ordering: .relaxed) { logger.error("admin http: \(error())") }
+    }
+    func logCritical(_ critical: @autoclosure () -> String) {
+        if !silenced.load(ordering: .relaxed) { logger.error("admin http: \(critical())") }
+    }
 }

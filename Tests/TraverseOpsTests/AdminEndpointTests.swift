@@ -70,7 +70,9 @@ func sendBinding(to address: TransportAddress) -> Bool {
     sin.sin_addr.s_addr = ip.bigEndian
     let sent = withUnsafePointer(to: &sin) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
-            request.withUnsafeBytes { sendto(fd, $0.baseAddress, $0.count, 0, sa, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            request.withUnsafeBytes {
+                sendto(fd, $0.baseAddress, $0.count, 0, sa, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
     }
     guard sent == request.count else { return false }

@@ -44,7 +44,9 @@ struct OperationsUnitTests {
     @Test func ratesOverTheWindow() {
         let t = LoadTracker(window: 10)
         func s(_ time: Double, _ bytes: UInt64, _ cpu: Double) -> LoadTracker.Sample {
-            .init(time: time, bytesIn: bytes, bytesOut: bytes / 2, packetsIn: bytes / 100, packetsOut: 0, cpuSeconds: cpu)
+            .init(
+                time: time, bytesIn: bytes, bytesOut: bytes / 2, packetsIn: bytes / 100, packetsOut: 0,
+                cpuSeconds: cpu)
         }
         #expect(t.rates(now: s(0, 0, 0)) == LoadTracker.Rates())
         for i in 0...20 { t.record(s(Double(i), UInt64(i) * 1000, Double(i) * 0.5)) }
