@@ -10,8 +10,11 @@ import Glibc
 public enum AdminClient {
     /// An HTTP answer.
     public struct Response: Sendable {
+        /// The HTTP status code.
         public var status: Int
+        /// Header fields, names lowercased.
         public var headers: [String: String]
+        /// The body as UTF-8 text.
         public var body: String
     }
 

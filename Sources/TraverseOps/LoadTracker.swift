@@ -14,9 +14,13 @@ public final class LoadTracker: Sendable {
     public struct Sample: Sendable, Equatable {
         /// Monotonic seconds.
         public var time: Double
+        /// Relayed payload bytes, client to peer, so far.
         public var bytesIn: UInt64
+        /// Relayed payload bytes, peer to client, so far.
         public var bytesOut: UInt64
+        /// Relayed datagrams, client to peer, so far.
         public var packetsIn: UInt64
+        /// Relayed datagrams, peer to client, so far.
         public var packetsOut: UInt64
         /// Process CPU seconds so far.
         public var cpuSeconds: Double
@@ -45,9 +49,13 @@ public final class LoadTracker: Sendable {
 
     /// Rates over the window.
     public struct Rates: Sendable, Equatable {
+        /// Client-to-peer payload bits per second.
         public var bitsPerSecondIn = 0.0
+        /// Peer-to-client payload bits per second.
         public var bitsPerSecondOut = 0.0
+        /// Client-to-peer datagrams per second.
         public var packetsPerSecondIn = 0.0
+        /// Peer-to-client datagrams per second.
         public var packetsPerSecondOut = 0.0
         /// Process CPU seconds per wall second (1.0 = one core fully busy).
         public var cpu = 0.0
@@ -102,15 +110,23 @@ public final class LoadTracker: Sendable {
 
 /// The load report of `GET /load` and the load score's formula.
 public struct LoadReport: Codable, Sendable, Equatable {
+    /// Allocations held now.
     public var allocations: Int
+    /// The allocation limit in force.
     public var capacity: Int
+    /// Whether new allocations are being turned away.
     public var draining: Bool
+    /// Client-to-peer payload bits per second over the window.
     public var bitsPerSecondIn: Double
+    /// Peer-to-client payload bits per second over the window.
     public var bitsPerSecondOut: Double
+    /// Client-to-peer datagrams per second over the window.
     public var packetsPerSecondIn: Double
+    /// Peer-to-client datagrams per second over the window.
     public var packetsPerSecondOut: Double
     /// Process CPU seconds per second over the window (may exceed 1 with several cores).
     public var cpu: Double
+    /// Processors online.
     public var cores: Int
     /// `admin.max_bits_per_second`, if configured.
     public var maxBitsPerSecond: Double?

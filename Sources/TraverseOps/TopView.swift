@@ -1,7 +1,10 @@
 /// One sample line of the Prometheus text format: `name{label="value",...} number`.
 public struct MetricSample: Sendable, Equatable {
+    /// The metric name.
     public var name: String
+    /// Label values by name.
     public var labels: [String: String]
+    /// The sample value.
     public var value: Double
 
     /// A sample of `name` with `labels`.

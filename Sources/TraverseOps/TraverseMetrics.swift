@@ -18,14 +18,21 @@ public final class TraverseMetrics: Sendable {
 
     /// What an `update` needs besides the shard counters.
     public struct Snapshot: Sendable {
+        /// The shard counters, summed.
         public var counters = CoreCounters()
+        /// The allocation limit in force.
         public var capacity = 0
+        /// Whether the server is draining.
         public var draining = false
         /// Free relay ports by family (families with a relay address only).
         public var freePorts: [AddressFamily: Int] = [:]
+        /// Kernel receive-queue drops so far.
         public var kernelDrops: Int64 = 0
+        /// Process CPU seconds so far.
         public var cpuSeconds: Double?
+        /// Resident set size.
         public var residentBytes: Int64?
+        /// The load score (`LoadReport.score`).
         public var loadScore = 0.0
 
         /// An empty snapshot.
