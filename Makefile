@@ -16,7 +16,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_GET := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -qq -y -o Dpkg::Use-Pty=0
 
 BUILD_PACKAGES := libssl-dev libsrtp2-dev pkg-config
-INTEROP_PACKAGES := coturn stun-client
+INTEROP_PACKAGES := coturn stun-client prometheus
 
 # apt_install(packages): install those not yet installed; `apt-get update` only when something is missing.
 define apt_install
@@ -56,10 +56,12 @@ swift-test:
 interop: build
 	TRAVERSE_BIN="$(abspath $(TRAVERSE))" $(VENV)/bin/python -m pytest -q Tests/Interop
 
-# coturn's clients (turnutils_*), Debian's stun client, and a venv with aioice and pytest.
-# Installing coturn may start its service: stop only a turnserver that the install started.
+# coturn's clients (turnutils_*), Debian's stun client, Prometheus (test_ops.py starts its own
+# on loopback), and a venv with aioice and pytest.
+# Installing coturn or prometheus may start its service: stop only a process the install started.
 interop-deps:
 	@before="$$(pgrep -x turnserver || true)"; \
+	before_prometheus="$$(pgrep -x prometheus || true)"; \
 	extra=""; \
 	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || extra="python3-venv"; \
 	command -v $(PYTHON) >/dev/null || extra="python3 python3-venv"; \
@@ -68,6 +70,13 @@ interop-deps:
 	  if ! grep -qx "$$pid" <<<"$$before"; then \
 	    echo "stopping the turnserver (pid $$pid) started by the coturn package"; \
 	    systemctl stop coturn 2>/dev/null || true; \
+	    kill "$$pid" 2>/dev/null || true; \
+	  fi; \
+	done; \
+	for pid in $$(pgrep -x prometheus || true); do \
+	  if ! grep -qx "$$pid" <<<"$$before_prometheus"; then \
+	    echo "stopping the prometheus (pid $$pid) started by the prometheus package"; \
+	    systemctl stop prometheus 2>/dev/null || true; \
 	    kill "$$pid" 2>/dev/null || true; \
 	  fi; \
 	done

@@ -18,6 +18,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swhitty/FlyingFox", from: "0.27.1"),
     ],
     targets: [
         // System libraries, found through pkg-config.
@@ -48,13 +51,17 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        // Operations: configuration, logging set-up.
+        // Operations: configuration, logging set-up, metrics and the admin HTTP endpoint.
         .target(
             name: "TraverseOps",
             dependencies: [
                 "TURNRelay", "TURNCore", "STUNCodec",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "FlyingFox", package: "FlyingFox"),
+                .product(name: "FlyingSocks", package: "FlyingFox"),
             ]
         ),
         // The thin executable.
@@ -89,7 +96,7 @@ let package = Package(
             dependencies: [
                 "TURNRelay", "TURNCore", "STUNCodec", "TraverseOps", .product(name: "Logging", package: "swift-log"),
             ]),
-        .testTarget(name: "TraverseOpsTests", dependencies: ["TraverseOps"]),
+        .testTarget(name: "TraverseOpsTests", dependencies: ["TraverseOps", "TURNCore", "STUNCodec"]),
         .testTarget(name: "TraverseLoadTests", dependencies: ["TraverseLoad", "STUNCodec", "CSRTP"]),
     ]
 )

@@ -68,6 +68,9 @@ public struct TraverseConfiguration: Sendable {
     public var alternateServers: [TransportAddress] = []
     public var alternateDomain: String? = nil
     public var drainTimeout: Int = 60
+    /// Relay throughput (bits per second, in plus out) that counts as full load in the load
+    /// score; 0 leaves throughput out of the score.
+    public var maxBitsPerSecond = 0
 
     public init() {}
 

@@ -132,6 +132,7 @@ public enum ConfigurationLoader {
         case "admin.alternate_servers": c.alternateServers = try addresses(name, v)
         case "admin.alternate_domain": c.alternateDomain = try string(name, v)
         case "admin.drain_timeout": c.drainTimeout = try int(name, v, 0...86_400)
+        case "admin.max_bits_per_second": c.maxBitsPerSecond = try int(name, v, 0...Int.max)
         default:
             throw ConfigurationError(key: name, reason: "unknown key")
         }

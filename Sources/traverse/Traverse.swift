@@ -2,6 +2,7 @@ import ArgumentParser
 import Dispatch
 import Logging
 import STUNCodec
+import Synchronization
 import TraverseOps
 #if canImport(Glibc)
 import Glibc
@@ -12,7 +13,7 @@ import Glibc
 struct Traverse: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Traverse: a TURN/STUN relay for WebRTC. Media is forwarded and immediately discarded, never stored.",
-        subcommands: [Serve.self, CheckConfig.self],
+        subcommands: [Serve.self, CheckConfig.self, Top.self],
         defaultSubcommand: Serve.self)
 }
 
@@ -44,6 +45,14 @@ struct ConfigurationOptions: ParsableArguments {
     var legacyChannelNumbers = false
     @Option(name: .long, help: "Allocations one user may hold (default 10).")
     var userQuota: Int?
+    @Option(name: .long, help: "Admin HTTP address ADDRESS:PORT (port 0 picks one; \"off\" disables).")
+    var adminListen: String?
+    @Option(name: .long, help: "Bearer token the admin endpoint requires (needed off loopback).")
+    var adminToken: String?
+    @Option(name: .long, help: "Seconds SIGTERM waits for allocations to end before exiting (default 60).")
+    var drainTimeout: Int?
+    @Option(name: .long, help: "Server new allocations are sent to (300) when full or draining (repeatable).")
+    var alternateServer: [String] = []
 
     var flagOverrides: ConfigurationOverrides {
         var o = ConfigurationOverrides()
@@ -67,7 +76,40 @@ struct ConfigurationOptions: ParsableArguments {
         var c = TraverseConfiguration()
         if let config { c = try ConfigurationLoader.load(path: config) }
         c = try ConfigurationOverrides.fromEnvironment(environment()).apply(to: c, flags: false)
-        return try flagOverrides.apply(to: c, flags: true)
+        c = try flagOverrides.apply(to: c, flags: true)
+        return try applyAdminFlags(to: c)
+    }
+
+    /// The `[admin]` flags, over everything else.
+    func applyAdminFlags(to base: TraverseConfiguration) throws(ConfigurationError) -> TraverseConfiguration {
+        var c = base
+        if let adminListen {
+            if adminListen == "off" || adminListen.isEmpty {
+                c.adminListen = nil
+            } else {
+                guard let a = TransportAddress(adminListen) else {
+                    throw ConfigurationError(key: "--admin-listen", reason: "\"\(adminListen)\" is not ADDRESS:PORT")
+                }
+                c.adminListen = a
+            }
+        }
+        if let adminToken { c.adminToken = adminToken.isEmpty ? nil : adminToken }
+        if let drainTimeout {
+            guard (0...86_400).contains(drainTimeout) else {
+                throw ConfigurationError(key: "--drain-timeout", reason: "must be between 0 and 86400")
+            }
+            c.drainTimeout = drainTimeout
+        }
+        if !alternateServer.isEmpty {
+            c.alternateServers = try alternateServer.map { (s: String) throws(ConfigurationError) -> TransportAddress in
+                guard let a = TransportAddress(s) else {
+                    throw ConfigurationError(key: "--alternate-server", reason: "\"\(s)\" is not ADDRESS:PORT")
+                }
+                return a
+            }
+        }
+        try ConfigurationLoader.validate(c)
+        return c
     }
 }
 
@@ -141,31 +183,132 @@ struct Serve: ParsableCommand {
             var line = Array("iceServers entry: \(g.iceServersEntry(urls: urls))\n".utf8)
             _ = line.withUnsafeMutableBytes { write(2, $0.baseAddress, $0.count) }
         }
+        let resolveAgain = options
+        let operations = Operations(
+            server: server, source: { () throws(ConfigurationError) in try resolveAgain.resolve() }, logger: logger)
+        var admin: AdminServer? = nil
+        if let listen = configuration.adminListen {
+            switch startAdmin(operations: operations, listen: listen, token: configuration.adminToken, logger: logger) {
+            case .success(let started): admin = started
+            case .failure(let error):
+                logger.critical("cannot start", metadata: ["error": "\(error)"])
+                server.stop()
+                Glibc.exit(1)
+            }
+        }
         if let announceFile {
-            FileText.writeAtomically(server.announcement(pid: getpid(), admin: nil), to: announceFile)
+            FileText.writeAtomically(server.announcement(pid: getpid(), admin: admin?.address), to: announceFile)
         }
 
         let signals = SignalHandlers()
+        let sigtermCount = Mutex(0)
         signals.on(SIGTERM) {
-            logger.notice("stopping", metadata: ["signal": "SIGTERM"])
-            server.stop()
-            Glibc.exit(0)
+            // The first SIGTERM drains; a second one stops at once.
+            let count = sigtermCount.withLock { n in
+                n += 1
+                return n
+            }
+            if count > 1 {
+                logger.notice("stopping now", metadata: ["signal": "SIGTERM"])
+                server.stop()
+                Glibc.exit(0)
+            }
+            Task {
+                let outcome = await operations.drain(trigger: "SIGTERM")
+                logger.notice("stopping", metadata: ["signal": "SIGTERM", "drain": "\(outcome)"])
+                server.stop()
+                Glibc.exit(0)
+            }
         }
         signals.on(SIGINT) {
             logger.notice("stopping", metadata: ["signal": "SIGINT"])
             server.stop()
             Glibc.exit(0)
         }
-        signals.on(SIGHUP) {
-            do {
-                let fresh = try options.resolve()
-                try server.reload(fresh)
-                logger.notice("configuration reloaded")
-            } catch {
-                logger.error("reload refused; the previous configuration stays in force", metadata: ["reason": "\(error)"])
-            }
+        signals.on(SIGHUP) { operations.reload(trigger: "SIGHUP") }
+        withExtendedLifetime(admin) { dispatchMain() }
+    }
+}
+
+/// Starts the admin listener, waiting for it on this (non-async) thread.
+func startAdmin(operations: Operations, listen: TransportAddress, token: String?, logger: Logger)
+    -> Result<AdminServer, AdminServer.StartError>
+{
+    let result = Mutex<Result<AdminServer, AdminServer.StartError>?>(nil)
+    let done = DispatchSemaphore(value: 0)
+    Task {
+        do throws(AdminServer.StartError) {
+            let admin = try await AdminServer.start(
+                operations: operations, listen: listen, token: token, logger: logger)
+            result.withLock { $0 = .success(admin) }
+        } catch {
+            result.withLock { $0 = .failure(error) }
         }
-        dispatchMain()
+        done.signal()
+    }
+    done.wait()
+    return result.withLock { $0! }
+}
+
+/// `traverse top`: a live view of a running server through its admin endpoint.
+struct Top: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show allocations, throughput, load and top error codes of a running server, every second.")
+
+    @Option(name: .long, help: "Admin address ADDRESS:PORT (default 127.0.0.1:9641).")
+    var admin: String?
+    @Option(name: .long, help: "Read the admin address from a server's announce file instead.")
+    var announceFile: String?
+    @Option(name: .long, help: "Bearer token (or TRAVERSE_ADMIN_TOKEN).")
+    var token: String?
+    @Option(name: .long, help: "Seconds between frames.")
+    var interval: Double = 1
+    @Flag(name: .long, help: "Print one frame and exit.")
+    var once = false
+
+    func run() throws {
+        let address = resolveAddress()
+        let token = self.token ?? environment()["TRAVERSE_ADMIN_TOKEN"]
+        var previous: [MetricSample]? = nil
+        while true {
+            let frame: String
+            let metrics: [MetricSample]
+            do throws(AdminClient.Failure) {
+                let load = try AdminClient.request("GET", "/load", to: address, token: token)
+                let text = try AdminClient.request("GET", "/metrics", to: address, token: token)
+                guard load.status == 200, text.status == 200 else {
+                    throw AdminClient.Failure(description: "admin endpoint answered \(load.status)/\(text.status)")
+                }
+                guard let report = LoadReport.decode(load.body) else {
+                    throw AdminClient.Failure(description: "cannot parse /load")
+                }
+                metrics = MetricSample.parse(text.body)
+                frame = TopView.render(load: report, metrics: metrics, previous: previous, interval: interval)
+            } catch {
+                failConfiguration("top: \(error.description)")
+            }
+            if once {
+                print(frame, terminator: "")
+                return
+            }
+            var bytes = Array(("\u{1B}[H\u{1B}[2J" + frame).utf8)
+            _ = bytes.withUnsafeMutableBytes { write(1, $0.baseAddress, $0.count) }
+            previous = metrics
+            usleep(UInt32(max(0.1, interval) * 1_000_000))
+        }
+    }
+
+    func resolveAddress() -> TransportAddress {
+        if let announceFile {
+            guard let text = FileText.read(announceFile), let value = LoadReport.jsonField(text, "admin"),
+                let a = TransportAddress(value)
+            else { failConfiguration("top: no admin address in \(announceFile)") }
+            return a
+        }
+        guard let a = TransportAddress(admin ?? "127.0.0.1:9641") else {
+            failConfiguration("top: --admin: expected ADDRESS:PORT")
+        }
+        return a
     }
 }
 

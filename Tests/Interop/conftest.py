@@ -48,6 +48,12 @@ class ServerOptions:
     secret: str | None = dataclasses.field(default_factory=lambda: secrets.token_hex(16))
     allow_peer: list[str] = dataclasses.field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
     relay_address: list[str] = dataclasses.field(default_factory=lambda: ["127.0.0.1", "::1"])
+    # The admin HTTP endpoint on an ephemeral port, so servers never collide on 9641
+    # (None: leave it to the configuration).
+    admin_listen: str | None = "127.0.0.1:0"
+    # SIGTERM drains for at most this many seconds before exiting; 0 keeps teardown fast
+    # (None: leave it to the configuration, default 60).
+    drain_timeout: int | None = 0
     extra: list[str] = dataclasses.field(default_factory=list)
 
     def argv(self, announce_file: Path, state_dir: Path) -> list[str]:
@@ -63,6 +69,10 @@ class ServerOptions:
             argv += ["--allow-peer", cidr]
         for ip in self.relay_address:
             argv += ["--relay-address", ip]
+        if self.admin_listen is not None:
+            argv += ["--admin-listen", self.admin_listen]
+        if self.drain_timeout is not None:
+            argv += ["--drain-timeout", str(self.drain_timeout)]
         return argv + list(self.extra)
 
 
@@ -78,6 +88,7 @@ class Server:
     process: subprocess.Popen
     announce: dict
     log_path: Path
+    stopped: bool = False
 
     @property
     def udp(self) -> list[tuple[str, int]]:
@@ -104,6 +115,26 @@ class Server:
         return self.udp4[1]
 
     @property
+    def admin(self) -> tuple[str, int]:
+        """The admin HTTP endpoint (from the announce file)."""
+        assert self.announce.get("admin"), f"no admin endpoint in {self.announce}"
+        return split_host_port(self.announce["admin"])
+
+    def http(self, method: str, path: str, token: str | None = None, timeout: float = 5.0) -> tuple[int, str]:
+        """One request to the admin endpoint: (status, body)."""
+        import http.client
+
+        host, port = self.admin
+        conn = http.client.HTTPConnection(host, port, timeout=timeout)
+        try:
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            conn.request(method, path, headers=headers)
+            response = conn.getresponse()
+            return response.status, response.read().decode()
+        finally:
+            conn.close()
+
+    @property
     def user(self) -> tuple[str, str]:
         name, _, password = self.options.users[0].partition(":")
         return name, password
@@ -123,7 +154,11 @@ class Server:
         assert self.process.poll() is None, f"traverse exited with {self.process.returncode}:\n{self.log()[-4000:]}"
 
     def stop(self) -> None:
-        """SIGTERM, then require exit status 0 within STOP_TIMEOUT (SIGKILL and fail otherwise)."""
+        """SIGTERM, then require exit status 0 within STOP_TIMEOUT (SIGKILL and fail otherwise).
+
+        Stopping twice is allowed (a test may stop its server to inspect what it wrote)."""
+        if self.stopped:
+            return
         if self.process.poll() is not None:
             pytest.fail(f"traverse died during the test with status {self.process.returncode}:\n{self.log()[-4000:]}", pytrace=False)
         self.process.send_signal(signal.SIGTERM)
@@ -134,6 +169,7 @@ class Server:
             self.process.wait()
             pytest.fail(f"traverse did not exit within {STOP_TIMEOUT}s of SIGTERM; killed:\n{self.log()[-4000:]}", pytrace=False)
         assert code == 0, f"traverse exited with {code} after SIGTERM:\n{self.log()[-4000:]}"
+        self.stopped = True
 
 
 def launch(options: ServerOptions, workdir: Path) -> Server:

@@ -1,0 +1,212 @@
+import FlyingFox
+import FlyingSocks
+import Foundation
+public import Logging
+public import STUNCodec
+import Synchronization
+
+/// The admin HTTP listener (FlyingFox): `/metrics`, `/healthz`, `/readyz`, `/load`,
+/// `POST /drain` and `POST /reload`. With a token configured, every request must carry
+/// `Authorization: Bearer <token>`; an address off loopback is refused without one (see
+/// `ConfigurationLoader.validate`). Endpoints are described in Docs/operations.md.
+public final class AdminServer: Sendable {
+    /// The address bound (port 0 resolved).
+    public let address: TransportAddress
+    private let http: HTTPServer
+    private let task: Task<Void, any Error>
+    private let log: FlyingFoxLogger
+
+    /// Why the admin listener could not start.
+    public struct StartError: Error, CustomStringConvertible {
+        /// A one-line reason.
+        public let description: String
+    }
+
+    private init(address: TransportAddress, http: HTTPServer, task: Task<Void, any Error>, log: FlyingFoxLogger) {
+        self.address = address
+        self.http = http
+        self.task = task
+        self.log = log
+    }
+
+    /// Binds `listen` and starts answering; returns once listening.
+    public static func start(
+        operations: Operations, listen: TransportAddress, token: String?, logger: Logger
+    ) async throws(StartError) -> AdminServer {
+        let socketAddress: any SocketAddress
+        do {
+            socketAddress =
+                listen.family == .ipv4
+                ? try sockaddr_in.inet(ip4: "\(listen.ip)", port: listen.port)
+                : try sockaddr_in6.inet6(ip6: "\(listen.ip)", port: listen.port)
+        } catch {
+            throw StartError(description: "admin.listen: cannot use \(listen): \(error)")
+        }
+        let log = FlyingFoxLogger(logger: logger)
+        let http = HTTPServer(config: .init(address: socketAddress, timeout: 10, logger: log))
+        await routes(http, operations: operations, token: token, logger: logger)
+
+        let failure = Mutex<String?>(nil)
+        let task = Task {
+            do {
+                try await http.run()
+            } catch {
+                failure.withLock { $0 = "\(error)" }
+                throw error
+            }
+        }
+        for _ in 0..<500 {
+            if let bound = await http.listeningAddress, let address = transportAddress(bound) {
+                logger.info("admin listening", metadata: ["address": "\(address)"])
+                return AdminServer(address: address, http: http, task: task, log: log)
+            }
+            if let reason = failure.withLock({ $0 }) {
+                throw StartError(description: "admin.listen: cannot listen on \(listen): \(reason)")
+            }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        task.cancel()
+        throw StartError(description: "admin.listen: \(listen) did not start listening")
+    }
+
+    /// Closes the listener.
+    public func stop() async {
+        log.silence()  // FlyingFox reports the closed socket as a critical error.
+        await http.stop(timeout: 0)
+        task.cancel()
+    }
+
+    static func transportAddress(_ a: Socket.Address) -> TransportAddress? {
+        switch a {
+        case .ip4(let ip, let port): TransportAddress("\(ip):\(port)")
+        case .ip6(let ip, let port): TransportAddress("[\(ip)]:\(port)")
+        case .unix: nil
+        }
+    }
+
+    // MARK: Routes
+
+    static func routes(_ http: HTTPServer, operations ops: Operations, token: String?, logger: Logger) async {
+        let expected = token.map { Array("Bearer \($0)".utf8) }
+
+        /// Wraps a handler with the bearer-token check.
+        func guarded(_ handler: @escaping @Sendable (HTTPRequest) async -> HTTPResponse)
+            -> @Sendable (HTTPRequest) async throws -> HTTPResponse
+        {
+            { request in
+                if let expected {
+                    let given = Array((request.headers[.authorization] ?? "").utf8)
+                    guard constantTimeEqual(given, expected) else {
+                        var headers = HTTPHeaders()
+                        headers[HTTPHeader("WWW-Authenticate")] = "Bearer realm=\"traverse-admin\""
+                        return text(.unauthorized, "unauthorized\n", headers: headers)
+                    }
+                }
+                return await handler(request)
+            }
+        }
+
+        await http.appendRoute("GET /healthz", handler: guarded { _ in text(.ok, "ok\n") })
+        await http.appendRoute(
+            "GET /readyz",
+            handler: guarded { _ in
+                if let reason = ops.notReadyReason { return text(.serviceUnavailable, "not ready: \(reason)\n") }
+                return text(.ok, "ready\n")
+            })
+        await http.appendRoute(
+            "GET /metrics",
+            handler: guarded { _ in
+                var headers = HTTPHeaders()
+                headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
+                return HTTPResponse(statusCode: .ok, headers: headers, body: Data(ops.scrape().utf8))
+            })
+        await http.appendRoute(
+            "GET /load",
+            handler: guarded { _ in
+                json(.ok, ops.loadReport().encoded() + "\n")
+            })
+        await http.appendRoute(
+            "POST /drain",
+            handler: guarded { _ in
+                let started = ops.startDrain(trigger: "http")
+                let body =
+                    "{\"draining\": true, \"started\": \(started), \"allocations\": \(ops.server.shared.allocationCount)}\n"
+                return json(.accepted, body)
+            })
+        await http.appendRoute(
+            "POST /reload",
+            handler: guarded { _ in
+                switch ops.reload(trigger: "http") {
+                case .success: return json(.ok, "{\"reloaded\": true}\n")
+                case .failure(let e):
+                    return json(.badRequest, "{\"reloaded\": false, \"reason\": \(jsonString(e.description))}\n")
+                }
+            })
+        await http.appendRoute(
+            "*", handler: guarded { _ in text(.notFound, "not found: try /metrics, /healthz, /readyz, /load\n") })
+    }
+
+    static func text(_ status: HTTPStatusCode, _ body: String, headers: HTTPHeaders = HTTPHeaders()) -> HTTPResponse {
+        var headers = headers
+        headers[.contentType] = "text/plain; charset=utf-8"
+        return HTTPResponse(statusCode: status, headers: headers, body: Data(body.utf8))
+    }
+
+    static func json(_ status: HTTPStatusCode, _ body: String) -> HTTPResponse {
+        var headers = HTTPHeaders()
+        headers[.contentType] = "application/json"
+        return HTTPResponse(statusCode: status, headers: headers, body: Data(body.utf8))
+    }
+
+    /// A JSON string literal of `s`.
+    static func jsonString(_ s: String) -> String {
+        var out = "\""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            default:
+                if u.value < 0x20 {
+                    out += (u.value < 0x10 ? "\\u000" : "\\u00") + String(u.value, radix: 16)
+                } else {
+                    out.unicodeScalars.append(u)
+                }
+            }
+        }
+        return out + "\""
+    }
+
+    /// Compares without an early exit, so the time taken does not reveal the matching prefix.
+    static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        var diff = UInt8(truncatingIfNeeded: a.count ^ b.count)
+        for i in 0..<max(a.count, b.count) {
+            diff |= (i < a.count ? a[i] : 0) ^ (i < b.count ? b[i] : 0)
+        }
+        return diff == 0
+    }
+}
+
+/// FlyingFox's log lines, forwarded to swift-log: warnings and worse only (its debug and info
+/// lines name client addresses, which Traverse keeps out of its logs).
+/// Silenced once the listener is being stopped on purpose.
+final class FlyingFoxLogger: FlyingSocks.Logging {
+    let logger: Logger
+    private let silenced = Atomic<Bool>(false)
+
+    init(logger: Logger) { self.logger = logger }
+
+    func silence() { silenced.store(true, ordering: .relaxed) }
+
+    func logDebug(_ debug: @autoclosure () -> String) {}
+    func logInfo(_ info: @autoclosure () -> String) {}
+    func logWarning(_ warning: @autoclosure () -> String) {
+        if !silenced.load(ordering: .relaxed) { logger.warning("admin http: \(warning())") }
+    }
+    func logError(_ error: @autoclosure () -> String) {
+        if !silenced.load(ordering: .relaxed) { logger.error("admin http: \(error())") }
+    }
+    func logCritical(_ critical: @autoclosure () -> String) {
+        if !silenced.load(ordering: .relaxed) { logger.error("admin http: \(critical())") }
+    }
+}
