@@ -14,10 +14,12 @@ public struct SecurityFeatures: OptionSet, Sendable, Hashable {
 
 /// Stateless nonces: nothing is stored for a client that has not authenticated.
 ///
-/// A nonce is `obMatJos2` + base64(features) + an 8-digit hex timestamp + base64 of a truncated
-/// HMAC-SHA256 over (cookie, timestamp, client address) under a per-process secret. It proves
-/// itself when it comes back, expires after `lifetime` seconds, and is useless from another
-/// client address or port.
+/// A nonce is `obMatJos2` + base64(features) + an 8-digit hex timestamp + an 8-digit hex random
+/// salt + base64 of a truncated HMAC-SHA256 over (cookie, timestamp, salt, client IP) under a
+/// per-process secret. It proves itself when it comes back, expires after `lifetime` seconds and
+/// is useless from another client IP. The salt makes every nonce issued distinct (RFC 8489
+/// §9.2.4: no two requests from different addresses get the same nonce); the port is left out
+/// so that one client's TCP data connections (RFC 6062 ConnectionBind) can reuse its nonce.
 public struct NonceIssuer: Sendable {
     /// The RFC 8489 nonce cookie prefix.
     public static let cookiePrefix = "obMatJos2"
@@ -41,7 +43,9 @@ public struct NonceIssuer: Sendable {
 
     /// A fresh nonce for `client` at monotonic second `now`.
     public func issue(for client: TransportAddress, now: UInt64) -> String {
-        let head = NonceIssuer.cookie(features) + NonceIssuer.hex8(UInt32(truncatingIfNeeded: now))
+        let head =
+            NonceIssuer.cookie(features) + NonceIssuer.hex8(UInt32(truncatingIfNeeded: now))
+            + NonceIssuer.hex8(UInt32.random(in: 0...UInt32.max))
         return head + mac(head, client)
     }
 
@@ -58,7 +62,7 @@ public struct NonceIssuer: Sendable {
     /// Checks a nonce returned by `client` at monotonic second `now`.
     public func check(_ nonce: String, from client: TransportAddress, now: UInt64) -> Check {
         let bytes = Array(nonce.utf8)
-        let headLength = 13 + 8
+        let headLength = 13 + 8 + 8
         guard bytes.count == headLength + 16, nonce.hasPrefix(NonceIssuer.cookiePrefix) else { return .invalid }
         let head = String(decoding: bytes[0..<headLength], as: UTF8.self)
         let given = Array(bytes[headLength...])
@@ -77,7 +81,6 @@ public struct NonceIssuer: Sendable {
     func mac(_ head: String, _ client: TransportAddress) -> String {
         var material = Array(head.utf8)
         material += client.ip.bytes
-        material += [UInt8(client.port >> 8), UInt8(client.port & 0xFF)]
         return Base64.encode(Array(STUNDigest.hmacSHA256(key: secret, material).prefix(12)))
     }
 

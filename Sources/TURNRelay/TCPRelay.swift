@@ -58,6 +58,8 @@ final class PeerLink {
     let username: String
     var state: State
     var deadline: UInt64
+    /// Made by a Connect request (as opposed to accepted from a peer).
+    var outbound = false
     var buffered: [UInt8] = []
     var readSource: (any DispatchSourceRead)?
     var writeSource: (any DispatchSourceWrite)?
@@ -150,7 +152,13 @@ extension Shard {
 
     func beginConnect(slot: Int, relay: RelayEndpoint, peer: TransportAddress, transactionID: STUNTransactionID) -> Int? {
         assertOnQueue()
-        if links.values.contains(where: { $0.slot == slot && $0.peer == peer }) { return 446 }
+        // RFC 6062 §5.2: 446 when a Connect to this peer is in progress or its connection is
+        // still waiting to be bound. Connections the peer opened to us do not count.
+        if connecting.contains(where: { $0.slot == slot && $0.peer == peer })
+            || links.values.contains(where: { $0.slot == slot && $0.peer == peer && $0.outbound })
+        {
+            return 446
+        }
         guard let allocation = core.allocation(inSlot: slot) else { return 447 }
         // From the relayed address (RFC 6062 §5.2). When the peer already holds a connection to
         // that address from the same port (it connected to us first), the 4-tuple is taken:

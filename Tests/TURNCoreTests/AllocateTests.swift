@@ -68,10 +68,25 @@ struct AllocateTests {
 
     @Test("REQUESTED-TRANSPORT TCP (relays disabled) is a 442")
     func tcpTransport() {
-        let h = Harness()
+        let h = Harness(configure: { $0.tcpRelaysEnabled = false })
         let c = Client(h)
         #expect(c.request(.allocate, [.requestedTransport(6)]).errorCode == 442)
         #expect(h.relays.requests.isEmpty)
+    }
+
+    @Test("REQUESTED-TRANSPORT TCP over a UDP connection is a 400 (RFC 6062 §5.1)")
+    func tcpTransportOverUDP() {
+        let h = Harness()
+        let c = Client(h)
+        #expect(c.request(.allocate, [.requestedTransport(17 - 11)]).errorCode == 400)
+        #expect(h.relays.requests.isEmpty)
+    }
+
+    @Test("A 17 and a 6 are the only transports; anything else is a 442")
+    func otherTransport() {
+        let h = Harness()
+        let c = Client(h)
+        #expect(c.request(.allocate, [.requestedTransport(132)]).errorCode == 442)
     }
 
     @Test("RESERVATION-TOKEN with EVEN-PORT is a 400")
