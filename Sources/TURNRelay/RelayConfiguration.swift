@@ -20,8 +20,8 @@ public struct RelayConfiguration: Sendable {
     public var tlsListen: [TransportAddress] = []
     /// Stream connections on the whole server.
     public var maxConnections = 10_000
-    /// Stream connections from one client IP.
-    public var maxConnectionsPerSource = 64
+    /// Stream connections from one client IP (a large office behind one NAT shares an IP).
+    public var maxConnectionsPerSource = 256
     /// Seconds a stream connection may stay without an allocation (or in its TLS handshake).
     public var idleTimeoutSeconds: UInt64 = 30
 

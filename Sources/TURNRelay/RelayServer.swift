@@ -33,6 +33,9 @@ public final class RelayServer: @unchecked Sendable {
         tls: TLSContextStore? = nil, logger: Logger
     ) throws(SocketError) {
         self.tls = tls
+        // A peer that resets a TLS connection would otherwise kill the process: OpenSSL writes
+        // with write(2), which raises SIGPIPE (our own sends pass MSG_NOSIGNAL).
+        signal(SIGPIPE, SIG_IGN)
         self.configuration = configuration
         var core = coreConfiguration
         core.relayFamilies = Set([AddressFamily.ipv4, .ipv6].filter { configuration.relayIP(for: $0) != nil })
@@ -43,10 +46,13 @@ public final class RelayServer: @unchecked Sendable {
         let count = configuration.shards > 0 ? configuration.shards : max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
         let budget = ConnectionBudget(maxTotal: configuration.maxConnections)
         let registry = ConnectionRegistry()
+        // One nonce secret for all shards: a client's TCP data connections and retries may land
+        // on another shard than the one that issued its nonce.
+        let nonceSecret = STUNDigest.randomBytes(32)
         for i in 0..<count {
             shards.append(
                 Shard(index: i, configuration: configuration, coreConfiguration: core, shared: shared, ports: ports,
-                      budget: budget, tls: tls, registry: registry, logger: logger))
+                      budget: budget, tls: tls, registry: registry, nonceSecret: nonceSecret, logger: logger))
         }
         let all = shards
         for shard in shards { shard.sibling = { i in i < all.count ? all[i] : nil } }

@@ -76,7 +76,7 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
 
     init(index: Int, configuration: RelayConfiguration, coreConfiguration: CoreConfiguration,
          shared: SharedServerState, ports: PortPool, budget: ConnectionBudget, tls: TLSContextStore?,
-        registry: ConnectionRegistry, logger: Logger)
+        registry: ConnectionRegistry, nonceSecret: [UInt8], logger: Logger)
     {
         self.index = index
         self.connectionRegistry = registry
@@ -90,7 +90,8 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
         rx = ReceiveBatch(capacity: configuration.batchSize, bufferSize: 2048 + Self.headroom, headroom: Self.headroom)
         tx = SendBatch(capacity: configuration.batchSize * 2)
         random = UInt64.random(in: 1...UInt64.max)
-        core = TURNServerCore(configuration: coreConfiguration, shared: shared, relays: self)
+        core = TURNServerCore(
+            configuration: coreConfiguration, shared: shared, relays: self, nonceSecret: nonceSecret)
     }
 
     @inline(__always) func assertOnQueue() {

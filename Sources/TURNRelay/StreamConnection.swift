@@ -135,7 +135,7 @@ final class StreamConnection: StreamWriter {
         closer.retain()
         let closer = self.closer
         readSource.setCancelHandler { closer.release() }
-        readSource.setEventHandler { [unowned self] in self.onReadable() }
+        readSource.setEventHandler { [weak self] in self?.onReadable() }
         readSource.activate()
     }
 
@@ -367,7 +367,7 @@ final class StreamConnection: StreamWriter {
         closer.retain()
         let closer = self.closer
         source.setCancelHandler { closer.release() }
-        source.setEventHandler { [unowned self] in self.onWritable() }
+        source.setEventHandler { [weak self] in self?.onWritable() }
         source.activate()
         writeSource = source
     }
@@ -423,7 +423,8 @@ final class StreamConnection: StreamWriter {
 final class RawPeer {
     static let outboundLimit = 1 << 20
     let fd: Int32
-    unowned let connection: StreamConnection
+    weak var connection: StreamConnection?
+    let queue: DispatchQueue
     let closer: DescriptorCloser
     var readSource: (any DispatchSourceRead)?
     var writeSource: (any DispatchSourceWrite)?
@@ -434,6 +435,7 @@ final class RawPeer {
     init(fd: Int32, connection: StreamConnection) {
         self.fd = fd
         self.connection = connection
+        self.queue = connection.shard.queue
         closer = DescriptorCloser(fd)
         chunk = .allocate(byteCount: 16 << 10, alignment: 16)
     }
@@ -441,17 +443,17 @@ final class RawPeer {
     deinit { chunk.deallocate() }
 
     func start() {
-        let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: connection.shard.queue)
+        let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
         closer.retain()
         let closer = self.closer
         source.setCancelHandler { closer.release() }
-        source.setEventHandler { [unowned self] in self.onReadable() }
+        source.setEventHandler { [weak self] in self?.onReadable() }
         readSource = source
         source.activate()
     }
 
     func onReadable() {
-        if closed { return }
+        guard !closed, let connection else { return }
         let n = recv(fd, chunk, 16 << 10, Int32(MSG_DONTWAIT))
         if n > 0 {
             connection.write(UnsafeRawBufferPointer(start: chunk, count: n))
@@ -461,7 +463,7 @@ final class RawPeer {
     }
 
     func write(_ bytes: UnsafeRawBufferPointer) {
-        if closed || bytes.isEmpty { return }
+        guard !closed, !bytes.isEmpty, let connection else { return }
         var sent = 0
         if outbound.isEmpty {
             let r = send(fd, bytes.baseAddress, bytes.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
@@ -478,11 +480,11 @@ final class RawPeer {
             }
             outbound.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[sent...]))
             if writeSource == nil {
-                let source = DispatchSource.makeWriteSource(fileDescriptor: fd, queue: connection.shard.queue)
+                let source = DispatchSource.makeWriteSource(fileDescriptor: fd, queue: queue)
                 closer.retain()
                 let closer = self.closer
                 source.setCancelHandler { closer.release() }
-                source.setEventHandler { [unowned self] in self.onWritable() }
+                source.setEventHandler { [weak self] in self?.onWritable() }
                 writeSource = source
                 source.activate()
             }
@@ -490,7 +492,7 @@ final class RawPeer {
     }
 
     func onWritable() {
-        if closed { return }
+        guard !closed, let connection else { return }
         let r = outbound.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL)) }
         if r > 0 { outbound.removeFirst(r) }
         if r < 0 && errno != EAGAIN && errno != EINTR {

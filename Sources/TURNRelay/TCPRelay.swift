@@ -194,7 +194,9 @@ extension Shard {
         link.closer.retain()
         let closer = link.closer
         source.setCancelHandler { closer.release() }
-        source.setEventHandler { [unowned self, unowned link] in self.connectFinished(link) }
+        source.setEventHandler { [unowned self, weak link] in
+            if let link { self.connectFinished(link) }
+        }
         link.writeSource = source
         connecting.append(link)
         source.activate()
@@ -238,7 +240,8 @@ extension Shard {
         link.closer.retain()
         let closer = link.closer
         source.setCancelHandler { closer.release() }
-        source.setEventHandler { [unowned self, unowned link] in
+        source.setEventHandler { [unowned self, weak link] in
+            guard let link, link.readSource != nil else { return }
             var chunk = [UInt8](repeating: 0, count: 16 << 10)
             let room = min(chunk.count, PeerLink.bufferLimit - link.buffered.count)
             if room <= 0 {

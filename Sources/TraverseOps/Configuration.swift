@@ -57,7 +57,7 @@ public struct TraverseConfiguration: Sendable {
     public var unauthenticatedRate = 50
     public var legacyChannelNumbers = false
     public var maxConnections = 10_000
-    public var maxConnectionsPerSource = 64
+    public var maxConnectionsPerSource = 256
     public var idleConnectionTimeout: UInt64 = 30
     // [tls]
     public var certificateFile: String? = nil
