@@ -35,29 +35,33 @@ static int select_alpn(SSL *ssl, const unsigned char **out, unsigned char *outle
 static unsigned char cookie_secret[32];
 static int cookie_secret_ready = 0;
 
+typedef struct {
+    size_t len;
+    unsigned char bytes[32];
+} peer_bytes;
+
+static int peer_index = -1;
+
+static void free_peer(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp) {
+    (void)parent;
+    (void)ad;
+    (void)idx;
+    (void)argl;
+    (void)argp;
+    OPENSSL_free(ptr);
+}
+
 static int make_cookie(SSL *ssl, unsigned char *cookie, unsigned int *len) {
     if (!cookie_secret_ready) {
         RAND_bytes(cookie_secret, sizeof cookie_secret);
         cookie_secret_ready = 1;
     }
-    // The cookie binds the handshake to the client's address (read from the BIO's peer).
-    BIO_ADDR *peer = BIO_ADDR_new();
-    unsigned char material[64];
-    size_t m = 0;
-    if (peer && BIO_dgram_get_peer(SSL_get_rbio(ssl), peer) > 0) {
-        size_t alen = 0;
-        BIO_ADDR_rawaddress(peer, NULL, &alen);
-        if (alen <= 16) {
-            BIO_ADDR_rawaddress(peer, material, &alen);
-            m = alen;
-            unsigned short port = BIO_ADDR_rawport(peer);
-            memcpy(material + m, &port, 2);
-            m += 2;
-        }
-    }
-    BIO_ADDR_free(peer);
+    // The cookie binds the handshake to the client's address: only a client that receives
+    // datagrams at that address can complete it (no amplification towards a forged source).
+    const peer_bytes *peer = peer_index >= 0 ? SSL_get_ex_data(ssl, peer_index) : NULL;
     unsigned int out = 0;
-    HMAC(EVP_sha256(), cookie_secret, sizeof cookie_secret, material, m, cookie, &out);
+    HMAC(EVP_sha256(), cookie_secret, sizeof cookie_secret, peer ? peer->bytes : (const unsigned char *)"",
+         peer ? peer->len : 0, cookie, &out);
     *len = out;
     return 1;
 }
@@ -179,4 +183,43 @@ int traverse_tls_certificate_fingerprint(const char *certificate_path, char *out
     if (out_len < n * 2 + 1) return 0;
     for (unsigned int i = 0; i < n; i++) snprintf(out + i * 2, 3, "%02x", md[i]);
     return 1;
+}
+
+SSL *traverse_dtls_session_new(SSL_CTX *ctx, const void *peer, size_t peer_len, int mtu) {
+    if (peer_index < 0) peer_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, free_peer);
+    SSL *ssl = SSL_new(ctx);
+    if (!ssl) return NULL;
+    BIO *in = BIO_new(BIO_s_mem());
+    BIO *out = BIO_new(BIO_s_mem());
+    if (!in || !out) {
+        BIO_free(in);
+        BIO_free(out);
+        SSL_free(ssl);
+        return NULL;
+    }
+    BIO_set_mem_eof_return(in, -1);
+    BIO_set_mem_eof_return(out, -1);
+    SSL_set_bio(ssl, in, out);
+    peer_bytes *p = OPENSSL_zalloc(sizeof *p);
+    if (p) {
+        p->len = peer_len < sizeof p->bytes ? peer_len : sizeof p->bytes;
+        memcpy(p->bytes, peer, p->len);
+        SSL_set_ex_data(ssl, peer_index, p);
+    }
+    SSL_set_options(ssl, SSL_OP_COOKIE_EXCHANGE | SSL_OP_NO_QUERY_MTU);
+    DTLS_set_link_mtu(ssl, mtu);
+    SSL_set_mtu(ssl, mtu - 28);
+    SSL_set_accept_state(ssl);
+    return ssl;
+}
+
+int traverse_dtls_feed(SSL *ssl, const void *data, size_t len) {
+    return BIO_write(SSL_get_rbio(ssl), data, (int)len);
+}
+
+size_t traverse_dtls_output_pending(SSL *ssl) { return BIO_ctrl_pending(SSL_get_wbio(ssl)); }
+
+size_t traverse_dtls_take_output(SSL *ssl, void *out, size_t cap) {
+    int n = BIO_read(SSL_get_wbio(ssl), out, (int)cap);
+    return n > 0 ? (size_t)n : 0;
 }

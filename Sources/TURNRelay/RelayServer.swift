@@ -22,6 +22,8 @@ public final class RelayServer: @unchecked Sendable {
     public private(set) var boundTCP: [TransportAddress] = []
     /// The TLS addresses actually bound.
     public private(set) var boundTLS: [TransportAddress] = []
+    /// The DTLS (UDP) addresses actually bound.
+    public private(set) var boundDTLS: [TransportAddress] = []
     /// The certificate store in force, when TLS is served.
     public let tls: TLSContextStore?
     let ports: PortPool
@@ -57,21 +59,7 @@ public final class RelayServer: @unchecked Sendable {
         let all = shards
         for shard in shards { shard.sibling = { i in i < all.count ? all[i] : nil } }
         for requested in configuration.listen {
-            var address = requested
-            for shard in shards {
-                let fd = try Sockets.open(requested.family, type: Int32(SOCK_DGRAM.rawValue))
-                Sockets.setInt(fd, SOL_SOCKET, SO_REUSEPORT, 1)
-                do {
-                    try Sockets.bind(fd, address)
-                } catch {
-                    close(fd)
-                    throw error
-                }
-                if address.port == 0, let bound = Sockets.localAddress(fd) { address = bound }
-                Sockets.tuneDatagramSocket(fd, bufferBytes: configuration.socketBufferBytes)
-                shard.addListener(fd: fd, address: address)
-            }
-            boundUDP.append(address)
+            boundUDP.append(try bindDatagram(requested, dtls: false))
         }
         for requested in configuration.listen {
             boundTCP.append(try bindStream(requested, tls: false))
@@ -79,8 +67,28 @@ public final class RelayServer: @unchecked Sendable {
         if tls != nil {
             for requested in configuration.tlsListen {
                 boundTLS.append(try bindStream(requested, tls: true))
+                boundDTLS.append(try bindDatagram(requested, dtls: true))
             }
         }
+    }
+
+    /// Binds a UDP socket on every shard (SO_REUSEPORT); returns the bound address.
+    func bindDatagram(_ requested: TransportAddress, dtls: Bool) throws(SocketError) -> TransportAddress {
+        var address = requested
+        for shard in shards {
+            let fd = try Sockets.open(requested.family, type: Int32(SOCK_DGRAM.rawValue))
+            Sockets.setInt(fd, SOL_SOCKET, SO_REUSEPORT, 1)
+            do {
+                try Sockets.bind(fd, address)
+            } catch {
+                close(fd)
+                throw error
+            }
+            if address.port == 0, let bound = Sockets.localAddress(fd) { address = bound }
+            Sockets.tuneDatagramSocket(fd, bufferBytes: configuration.socketBufferBytes)
+            shard.addListener(fd: fd, address: address, dtls: dtls)
+        }
+        return address
     }
 
     /// Binds a TCP listening socket on every shard (SO_REUSEPORT); returns the bound address.
@@ -133,7 +141,8 @@ public final class RelayServer: @unchecked Sendable {
             metadata: [
                 "udp": "\(boundUDP.map(\.description).joined(separator: ","))",
                 "tcp": "\(boundTCP.map(\.description).joined(separator: ","))",
-                "tls": "\(boundTLS.map(\.description).joined(separator: ","))", "shards": "\(shards.count)",
+                "tls": "\(boundTLS.map(\.description).joined(separator: ","))",
+                "dtls": "\(boundDTLS.map(\.description).joined(separator: ","))", "shards": "\(shards.count)",
                 "relay_ports": "\(configuration.portRange.lowerBound)-\(configuration.portRange.upperBound)",
             ])
     }

@@ -22,6 +22,8 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
         let fd: Int32
         let address: TransportAddress
         let source: any DispatchSourceRead
+        /// Datagrams on this socket are DTLS (RFC 7350), not plain STUN/ChannelData.
+        let dtls: Bool
     }
     struct RelaySocket {
         let source: any DispatchSourceRead
@@ -59,6 +61,8 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
     var streamListeners: [StreamListener] = []
     var connections: [Int32: StreamConnection] = [:]
     var connectionsPerSource: [IPAddress: Int] = [:]
+    /// DTLS clients by 5-tuple.
+    var dtlsSessions: [FiveTuple: DTLSSession] = [:]
     /// Stream counters, summed when scraped.
     public internal(set) var streamCounters = StreamCounters()
     let budget: ConnectionBudget
@@ -107,9 +111,9 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
     // MARK: Listeners
 
     /// Adds a UDP listening socket (already bound with SO_REUSEPORT) to this shard.
-    func addListener(fd: Int32, address: TransportAddress) {
+    func addListener(fd: Int32, address: TransportAddress, dtls: Bool = false) {
         let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
-        let listener = Listener(fd: fd, address: address, source: source)
+        let listener = Listener(fd: fd, address: address, source: source, dtls: dtls)
         source.setEventHandler { [unowned self] in self.drainListener(listener) }
         source.setCancelHandler { close(fd) }
         listeners.append(listener)
@@ -136,6 +140,7 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
         for l in streamListeners { l.source.cancel() }
         streamListeners.removeAll()
         for c in Array(connections.values) { c.close(.shutdown) }
+        for d in Array(dtlsSessions.values) { d.close() }
     }
 
     func sweep() {
@@ -148,6 +153,10 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
         for c in Array(connections.values)
         where t.milliseconds &- c.lastActivity > idleLimit && (c.handshaking || core.slot(for: c.fiveTuple) == nil) {
             c.close(.idle)
+        }
+        for d in Array(dtlsSessions.values)
+        where t.milliseconds &- d.lastActivity > idleLimit && (d.handshaking || core.slot(for: d.fiveTuple) == nil) {
+            d.close()
         }
         drainEvents()
     }
@@ -219,7 +228,16 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
             let n = rx.receive(listener.fd)
             if n <= 0 { break }
             noteKernelDrops(listener.fd, n)
-            for i in 0..<n { handleClientDatagram(i, listener, t) }
+            if listener.dtls {
+                for i in 0..<n {
+                    guard let client = SocketAddress.read(rx.addresses + i), !rx.truncated(i) else { continue }
+                    handleDTLSDatagram(
+                        UnsafeRawBufferPointer(start: rx.payload(i), count: rx.length(i)), from: client, listener: listener,
+                        t)
+                }
+            } else {
+                for i in 0..<n { handleClientDatagram(i, listener, t) }
+            }
             tx.flush()
             if n < rx.capacity { break }
         }
@@ -444,7 +462,7 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
             let start = payload - ChannelData.headerSize
             ChannelData.writeHeader(channel: number, payloadLength: length, to: start)
             var total = ChannelData.headerSize + length
-            if ft.transport != .udp {
+            if ft.transport == .tcp || ft.transport == .tls {
                 let padded = ChannelData.streamFrameSize(payloadLength: length)
                 for j in total..<padded { start.storeBytes(of: 0, toByteOffset: j, as: UInt8.self) }
                 total = padded

@@ -36,7 +36,7 @@ public enum StreamCloseReason: Int, CaseIterable, Sendable {
 
 /// Stream counters of one shard, summed when scraped.
 public struct StreamCounters: Sendable {
-    public var accepted: [UInt64] = [0, 0]  // tcp, tls
+    public var accepted: [UInt64] = [0, 0, 0]  // tcp, tls, dtls
     public var closed = [UInt64](repeating: 0, count: StreamCloseReason.allCases.count)
     public var handshakeFailures: UInt64 = 0
     public var open: Int = 0

@@ -94,7 +94,8 @@ public final class TraverseServer: Sendable {
         let tls = relay.boundTLS
         func list(_ a: [TransportAddress]) -> String { "[" + a.map { "\"\($0)\"" }.joined(separator: ", ") + "]" }
         let adminText = admin.map { "\"\($0)\"" } ?? "null"
-        return "{\"udp\": \(list(udpAddresses)), \"tcp\": \(list(tcp)), \"tls\": \(list(tls)), \"admin\": \(adminText), \"pid\": \(pid)}\n"
+        return
+            "{\"udp\": \(list(udpAddresses)), \"tcp\": \(list(tcp)), \"tls\": \(list(tls)), \"dtls\": \(list(relay.boundDTLS)), \"admin\": \(adminText), \"pid\": \(pid)}\n"
     }
 }
 

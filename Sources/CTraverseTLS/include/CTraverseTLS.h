@@ -35,4 +35,18 @@ int traverse_tls_generate_self_signed(const char *certificate_path, const char *
 /// The SHA-256 fingerprint of the certificate in a PEM file, as hex into out; 1 on success.
 int traverse_tls_certificate_fingerprint(const char *certificate_path, char *out, size_t out_len);
 
+/// A DTLS server session for one client, reading and writing through memory buffers (the
+/// datagrams come from and go to the shard's UDP socket). `peer` (the client's address bytes)
+/// is kept with the session and bound into the HelloVerifyRequest cookie.
+SSL *traverse_dtls_session_new(SSL_CTX *ctx, const void *peer, size_t peer_len, int mtu);
+
+/// Hands one received datagram to the session.
+int traverse_dtls_feed(SSL *ssl, const void *data, size_t len);
+
+/// Bytes the session has produced and not yet taken.
+size_t traverse_dtls_output_pending(SSL *ssl);
+
+/// Takes up to `cap` produced bytes (whole DTLS records, concatenated).
+size_t traverse_dtls_take_output(SSL *ssl, void *out, size_t cap);
+
 #endif
