@@ -1,5 +1,5 @@
 // swift-tools-version:6.1
-// Micro-benchmarks of the STUN codec, kept out of the main package so that ordo-one/benchmark
+// Micro-benchmarks of the STUN codec and the TURN core's packet path, kept out of the main package so that ordo-one/benchmark
 // does not slow down its builds. Run from this directory:
 //     swift package benchmark
 import PackageDescription
@@ -27,6 +27,19 @@ let package = Package(
             plugins: [
                 .plugin(name: "BenchmarkPlugin", package: "benchmark")
             ]
-        )
+        ),
+        .executableTarget(
+            name: "RelayPathBenchmarks",
+            dependencies: [
+                .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "STUNCodec", package: traverse),
+                .product(name: "TURNCore", package: traverse),
+            ],
+            path: "Benchmarks/RelayPathBenchmarks",
+            swiftSettings: [.swiftLanguageMode(.v6)],
+            plugins: [
+                .plugin(name: "BenchmarkPlugin", package: "benchmark")
+            ]
+        ),
     ]
 )

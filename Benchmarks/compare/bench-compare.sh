@@ -167,9 +167,10 @@ start_traverse() { # start_traverse ROUND
         SERVER_ERROR="no Traverse binary at $TRAVERSE (build failed?)"
         return 1
     fi
-    # One static user holds every allocation: lift the per-user limit (default 10).
+    # One static user holds every allocation: lift the per-user limit (default 10). uclient picks
+    # RFC 5766 channel numbers (up to 0x7FFF), which Traverse accepts only when told to.
     local config="$OUT/traverse.toml"
-    printf '[limits]\nmax_allocations = 100000\nmax_allocations_per_user = 100000\n' >"$config"
+    printf '[limits]\nmax_allocations = 100000\nmax_allocations_per_user = 100000\nlegacy_channel_numbers = true\n' >"$config"
     local config_args=(--config "$config")
     if ! "$TRAVERSE" check-config "$config" >/dev/null 2>&1; then
         log "traverse check-config refused $config; running without it (per-user allocation limits may apply)"
@@ -177,7 +178,7 @@ start_traverse() { # start_traverse ROUND
     fi
     rm -f "$OUT/announce.json"
     "$TRAVERSE" serve "${config_args[@]}" --listen "127.0.0.1:$SERVER_PORT" --user "$USER_NAME:$USER_PASS" \
-        --allow-peer 127.0.0.0/8 --relay-ports 40000-49999 --log-level warning \
+        --allow-peer 127.0.0.0/8 --relay-ports 40000-49999 --log-level warning --admin-listen 127.0.0.1:0 \
         --state-dir "$OUT/traverse-state" --announce-file "$OUT/announce.json" >"$OUT/traverse-$1.log" 2>&1 &
     SERVER_PID=$!
     STARTED+=("$SERVER_PID")
