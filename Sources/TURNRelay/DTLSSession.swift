@@ -173,7 +173,10 @@ extension Shard {
             session.close()
         }
         // Only a ClientHello (content type 22, handshake) starts a session, within the budget.
-        guard bytes.count > 13, bytes[0] == 22, let context = tlsContexts?.dtls, budget.take() else {
+        let fromSource = connectionsPerSource[client.ip, default: 0]
+        guard bytes.count > 13, bytes[0] == 22, let context = tlsContexts?.dtls,
+            fromSource < configuration.maxConnectionsPerSource, budget.take()
+        else {
             core.counters.drop(.notSTUNOrChannelData)
             return
         }
@@ -182,6 +185,7 @@ extension Shard {
             budget.give()
             return
         }
+        connectionsPerSource[client.ip] = fromSource + 1
         dtlsSessions[ft] = session
         streamWriters[ft] = session
         streamCounters.accepted[2] &+= 1
@@ -192,6 +196,8 @@ extension Shard {
     func dtlsSessionClosed(_ session: DTLSSession) {
         dtlsSessions[session.fiveTuple] = nil
         streamWriters[session.fiveTuple] = nil
+        let n = connectionsPerSource[session.fiveTuple.client.ip, default: 1] - 1
+        connectionsPerSource[session.fiveTuple.client.ip] = n > 0 ? n : nil
         budget.give()
         streamCounters.open -= 1
         core.closeAllocation(on: session.fiveTuple, reason: .connectionClosed, now: now())

@@ -150,8 +150,11 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
         if index == 0 { ports.expireReservations(now: t.milliseconds) }
         sweepLinks(now: t.milliseconds)
         let idleLimit = configuration.idleTimeoutSeconds * 1000
+        // RFC 6062 data connections have no allocation of their own: they live as long as both ends.
         for c in Array(connections.values)
-        where t.milliseconds &- c.lastActivity > idleLimit && (c.handshaking || core.slot(for: c.fiveTuple) == nil) {
+        where t.milliseconds &- c.lastActivity > idleLimit && !c.rawRelay
+            && (c.handshaking || core.slot(for: c.fiveTuple) == nil)
+        {
             c.close(.idle)
         }
         for d in Array(dtlsSessions.values)

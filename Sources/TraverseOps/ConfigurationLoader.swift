@@ -130,7 +130,9 @@ public enum ConfigurationLoader {
             let s = try string(name, v)
             c.adminToken = s.isEmpty ? nil : s
         case "admin.alternate_servers": c.alternateServers = try addresses(name, v)
-        case "admin.alternate_domain": c.alternateDomain = try string(name, v)
+        case "admin.alternate_domain":
+            let s = try string(name, v)
+            c.alternateDomain = s.isEmpty ? nil : s
         case "admin.drain_timeout": c.drainTimeout = try int(name, v, 0...86_400)
         case "admin.max_bits_per_second": c.maxBitsPerSecond = try int(name, v, 0...Int.max)
         default:

@@ -89,6 +89,7 @@ public final class Operations: Sendable {
             s.freePorts[family] = server.relay.freeRelayPorts(family)
         }
         s.kernelDrops = server.relay.kernelDrops()
+        s.streams = server.relay.streamCounters()
         s.cpuSeconds = ProcessStats.cpuSeconds()
         s.residentBytes = ProcessStats.residentBytes()
         s.loadScore = loadReport(counters: counters).load

@@ -72,7 +72,8 @@ public final class TraverseServer: Sendable {
     public func reload(_ configuration: TraverseConfiguration) throws(ConfigurationError) {
         var c = configuration
         if let g = generatedCredentials, !c.hasCredentials { c.users[g.username] = g.password }
-        shared.replacePolicy(try c.policy())
+        // Everything is checked before anything changes: a refused reload leaves all in force.
+        let policy = try c.policy()
         if let tls = relay.tls {
             do {
                 try tls.reload()
@@ -80,6 +81,7 @@ public final class TraverseServer: Sendable {
                 throw ConfigurationError(key: "tls.certificate", reason: error.description)
             }
         }
+        shared.replacePolicy(policy)
     }
 
     /// Stops serving; ends every allocation.

@@ -3,6 +3,7 @@ public import Prometheus
 public import STUNCodec
 import Synchronization
 public import TURNCore
+public import TURNRelay
 
 /// The Prometheus metrics of one server, on a registry of its own (never the global
 /// `MetricsSystem`), so that several servers can live in one process.
@@ -34,6 +35,8 @@ public final class TraverseMetrics: Sendable {
         public var residentBytes: Int64?
         /// The load score (`LoadReport.score`).
         public var loadScore = 0.0
+        /// TCP/TLS/DTLS connection counters, summed over the shards.
+        public var streams = StreamCounters()
 
         /// An empty snapshot.
         public init() {}
@@ -41,6 +44,7 @@ public final class TraverseMetrics: Sendable {
 
     private struct Published {
         var counters = CoreCounters()
+        var streams = StreamCounters()
         var kernelDrops: Int64 = 0
         var cpuSeconds = 0.0
     }
@@ -68,6 +72,12 @@ public final class TraverseMetrics: Sendable {
     private let rss: CoreMetrics.Gauge
     private let durations: CoreMetrics.Timer
     private let reloads: [CoreMetrics.Counter]
+    private let connectionsAccepted: [CoreMetrics.Counter]
+    private let connectionsClosed: [CoreMetrics.Counter]
+    private let handshakeFailures: CoreMetrics.Counter
+    private let connectionsOpen: CoreMetrics.Gauge
+    /// StreamCounters.accepted is indexed so.
+    static let streamTransports = ["tcp", "tls", "dtls"]
 
     static let families: [(AddressFamily, String)] = [(.ipv4, "ipv4"), (.ipv6, "ipv6")]
     static let paths = ["channel", "indication"]  // CoreCounters' relay arrays are indexed so.
@@ -115,6 +125,12 @@ public final class TraverseMetrics: Sendable {
         rss = gauge("process_resident_memory_bytes")
         durations = CoreMetrics.Timer(label: "traverse_allocation_duration_seconds", dimensions: [], factory: factory)
         reloads = counters("traverse_config_reloads_total", "result", ["ok", "refused"])
+        connectionsAccepted = counters("traverse_connections_accepted_total", "transport", Self.streamTransports)
+        connectionsClosed = counters(
+            "traverse_connections_closed_total", "reason", StreamCloseReason.allCases.map(\.label))
+        handshakeFailures = CoreMetrics.Counter(
+            label: "traverse_tls_handshake_failures_total", dimensions: [], factory: factory)
+        connectionsOpen = gauge("traverse_connections_open")
     }
 
     /// Follows an allocation event (called on a shard's queue; control path only).
@@ -144,6 +160,7 @@ public final class TraverseMetrics: Sendable {
         draining.record(snapshot.draining ? 1 : 0)
         load.record(snapshot.loadScore)
         if let r = snapshot.residentBytes { rss.record(r) }
+        connectionsOpen.record(snapshot.streams.open)
 
         published.withLock { last in
             let now = snapshot.counters
@@ -162,6 +179,13 @@ public final class TraverseMetrics: Sendable {
             advance(packetsOut, last.counters.relayedPacketsPeerToClient, now.relayedPacketsPeerToClient)
             advance(bytesOut, last.counters.relayedBytesPeerToClient, now.relayedBytesPeerToClient)
             last.counters = now
+            advance(connectionsAccepted, last.streams.accepted, snapshot.streams.accepted)
+            advance(connectionsClosed, last.streams.closed, snapshot.streams.closed)
+            if snapshot.streams.handshakeFailures > last.streams.handshakeFailures {
+                handshakeFailures.increment(
+                    by: Int64(clamping: snapshot.streams.handshakeFailures - last.streams.handshakeFailures))
+            }
+            last.streams = snapshot.streams
             if snapshot.kernelDrops > last.kernelDrops {
                 kernelDrops.increment(by: snapshot.kernelDrops - last.kernelDrops)
                 last.kernelDrops = snapshot.kernelDrops

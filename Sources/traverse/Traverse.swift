@@ -177,7 +177,9 @@ struct Serve: ParsableCommand {
             Glibc.exit(1)
         }
         if let g = server.generatedCredentials {
-            let urls = server.udpAddresses.map { "turn:\($0)?transport=udp" }
+            let urls =
+                server.udpAddresses.map { "turn:\($0)?transport=udp" } + server.relay.boundTCP.map { "turn:\($0)?transport=tcp" }
+                + server.relay.boundTLS.map { "turns:\($0)?transport=tcp" }
             logger.notice(
                 "no credentials configured: generated a user", metadata: ["file": "\(g.path)", "username": "\(g.username)"])
             var line = Array("iceServers entry: \(g.iceServersEntry(urls: urls))\n".utf8)
