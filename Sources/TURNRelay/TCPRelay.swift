@@ -190,6 +190,7 @@ extension Shard {
         let link = PeerLink(
             fd: fd, slot: slot, peer: peer, username: allocation.username, state: .connecting(transactionID),
             now: Clock.monotonicMilliseconds())
+        link.outbound = true
         let source = DispatchSource.makeWriteSource(fileDescriptor: fd, queue: queue)
         link.closer.retain()
         let closer = link.closer
