@@ -531,3 +531,222 @@ def test_idle_timeout_spares_connections_with_allocations(start_server, tmp_path
         assert turn.refresh(600).is_success
         assert_relays_both_ways(turn, peer, b"after idle")
     peer.close()
+
+
+# ---------------------------------------------------------------------------
+# 8. RFC 6062 with the raw client
+
+
+class TcpEchoServer:
+    """A plain TCP echo server on 127.0.0.1 (the "peer")."""
+
+    def __init__(self):
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.accepted: list[tuple[str, int]] = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.listener.getsockname()
+
+    def _run(self):
+        while True:
+            try:
+                conn, source = self.listener.accept()
+            except OSError:
+                return
+            self.accepted.append(source)
+            threading.Thread(target=self._echo, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _echo(conn: socket.socket):
+        with conn:
+            try:
+                while data := conn.recv(65536):
+                    conn.sendall(data)
+            except OSError:
+                pass
+
+    def close(self):
+        self.listener.close()
+
+
+def closed_tcp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def recv_exactly(sock: socket.socket, n: int, timeout: float = 3.0) -> bytes:
+    sock.settimeout(timeout)
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        assert chunk, f"connection closed after {len(data)} of {n} bytes"
+        data += chunk
+    return data
+
+
+def tcp_allocation(server, address=None, tls: bool = False) -> StreamTurnClient:
+    name, password = server.user
+    turn = StreamTurnClient(address or server.tcp4, name, password, tls=tls)
+    resp = turn.allocate_tcp()
+    assert resp.is_success, resp
+    assert turn.relayed is not None and turn.relayed[0] == "127.0.0.1", turn.relayed
+    return turn
+
+
+def data_connection(server, control: StreamTurnClient, cid: int, tls: bool = False) -> tuple[socket.socket, Message]:
+    """A new connection to the server carrying ConnectionBind for cid (reusing the control's realm/nonce)."""
+    data = StreamTurnClient(control.server, control.username, control.password, tls=tls)
+    data.realm, data.nonce = control.realm, control.nonce
+    resp = data.connection_bind(cid)
+    return data.sock, resp
+
+
+def test_tcp_allocation_over_udp_is_400(server):
+    name, password = server.user
+    with TurnClient(server.udp4, name, password) as turn:
+        resp = turn.authenticated(ALLOCATE, [(REQUESTED_TRANSPORT, struct.pack("!B3x", TRANSPORT_TCP))])
+        assert resp.is_error and resp.error_code == 400, resp
+
+
+@pytest.mark.server_args(allow_peer=[])
+def test_connect_to_denied_peer_is_403(server):
+    echo = TcpEchoServer()
+    with tcp_allocation(server) as turn:
+        resp = turn.connect_peer(echo.address)
+        assert resp.is_error and resp.error_code == 403, resp
+    echo.close()
+    assert echo.accepted == [], "the relay connected to a denied peer"
+
+
+def test_connect_without_allocation_is_437(server):
+    echo = TcpEchoServer()
+    name, password = server.user
+    with StreamTurnClient(server.tcp4, name, password) as turn:
+        resp = turn.authenticated(stunclient.CONNECT, [(XOR_PEER_ADDRESS, stunclient.encode_xor_address(echo.address, b""))])
+        assert resp.is_error and resp.error_code == 437, resp
+    echo.close()
+
+
+def test_connect_on_udp_allocation_is_rejected(server):
+    """Connect is for TCP allocations: on a UDP allocation (over TCP) it must fail (RFC 6062 4.3: 400)."""
+    echo = TcpEchoServer()
+    name, password = server.user
+    with StreamTurnClient(server.tcp4, name, password) as turn:
+        assert turn.allocate().is_success
+        resp = turn.connect_peer(echo.address)
+        assert resp.is_error and resp.error_code == 400, resp
+    echo.close()
+
+
+def test_connection_bind_unknown_id_is_400(server):
+    with tcp_allocation(server) as turn:
+        sock, resp = data_connection(server, turn, 0x12345678)
+        with sock:
+            assert resp.is_error and resp.error_code == 400, resp
+
+
+def test_connect_to_closed_port_is_447(server):
+    with tcp_allocation(server) as turn:
+        resp = turn.connect_peer(("127.0.0.1", closed_tcp_port()))
+        assert resp.is_error and resp.error_code == 447, resp
+        # The control connection still works afterwards.
+        assert turn.refresh(600).is_success
+
+
+@pytest.mark.parametrize("kind", ["tcp", "tls"])
+@pytest.mark.server_args(tls_listen=TLS_LISTEN)
+def test_connect_and_bind_relays_raw_bytes(server, kind):
+    tls = kind == "tls"
+    echo = TcpEchoServer()
+    with tcp_allocation(server, server.stream_address(kind), tls=tls) as turn:
+        resp = turn.connect_peer(echo.address)
+        assert resp.is_success, resp
+        cid = stunclient.connection_id(resp)
+        assert cid is not None, f"no CONNECTION-ID in the Connect response: {resp}"
+        assert echo.accepted and echo.accepted[0][0] == "127.0.0.1"
+        assert echo.accepted[0][1] == turn.relayed[1], (echo.accepted, turn.relayed)  # from the relayed address
+        sock, bind = data_connection(server, turn, cid, tls=tls)
+        with sock:
+            assert bind.is_success, bind
+            for size in (1, 5, 1000, 70000):
+                payload = os.urandom(size)
+                sock.sendall(payload)
+                assert recv_exactly(sock, size) == payload
+            # The same CONNECTION-ID cannot be bound twice.
+            sock2, again = data_connection(server, turn, cid, tls=tls)
+            with sock2:
+                assert again.is_error and again.error_code == 400, again
+    echo.close()
+
+
+def test_connect_twice_to_same_peer_is_446(server):
+    echo = TcpEchoServer()
+    with tcp_allocation(server) as turn:
+        first = turn.connect_peer(echo.address)
+        assert first.is_success, first
+        second = turn.connect_peer(echo.address)
+        assert second.is_error and second.error_code == 446, second
+    echo.close()
+
+
+def test_inbound_peer_connection_with_permission(server):
+    with tcp_allocation(server) as turn:
+        assert turn.create_permission(("127.0.0.1", 0)).is_success
+        peer = socket.create_connection(turn.relayed, timeout=5)
+        with peer:
+            attempt = turn.wait_message(CONNECTION_ATTEMPT, CLASS_INDICATION, timeout=3)
+            assert attempt is not None, "no ConnectionAttempt indication"
+            cid = stunclient.connection_id(attempt)
+            assert cid is not None, attempt
+            assert attempt.xor_address(XOR_PEER_ADDRESS) == peer.getsockname()[:2], attempt
+            # Bytes the peer sends before the bind are held for the client.
+            peer.sendall(b"early bytes from the peer")
+            sock, bind = data_connection(server, turn, cid)
+            with sock:
+                assert bind.is_success, bind
+                assert recv_exactly(sock, 25) == b"early bytes from the peer"
+                sock.sendall(b"hello peer")
+                assert recv_exactly(peer, 10) == b"hello peer"
+                big = os.urandom(100_000)
+                peer.sendall(big)
+                assert recv_exactly(sock, len(big)) == big
+                sock.sendall(big[::-1])
+                assert recv_exactly(peer, len(big)) == big[::-1]
+                # Closing the peer side closes the client's data connection.
+                peer.close()
+                assert_closed_by_server(sock, 5)
+
+
+def test_inbound_peer_connection_without_permission_is_refused(server):
+    with tcp_allocation(server) as turn:
+        try:
+            peer = socket.create_connection(turn.relayed, timeout=3)
+        except OSError:
+            peer = None  # refused outright: fine
+        attempt = turn.wait_message(CONNECTION_ATTEMPT, CLASS_INDICATION, timeout=2)
+        assert attempt is None, f"ConnectionAttempt without a permission: {attempt}"
+        if peer is not None:
+            with peer:
+                assert_closed_by_server(peer, 5)
+        assert turn.refresh(600).is_success
+
+
+def test_closing_control_connection_releases_tcp_allocation(server):
+    turn = tcp_allocation(server)
+    relayed = turn.relayed
+    turn.close()
+    deadline = time.monotonic() + 5
+    while True:
+        with socket.socket() as s:
+            s.settimeout(1)
+            if s.connect_ex(relayed) != 0:
+                break
+        assert time.monotonic() < deadline, f"relayed address {relayed} still accepts after the control connection closed"
+        time.sleep(0.2)
