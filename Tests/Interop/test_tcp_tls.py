@@ -383,7 +383,7 @@ def read_responses(sock: socket.socket, count: int, timeout: float = 3.0) -> lis
     return out
 
 
-def assert_closed_by_server(sock: socket.socket, timeout: float) -> None:
+def assert_closed_by_server(sock, timeout: float) -> None:
     """The server closes the connection (EOF or reset) within timeout; data before that is ignored."""
     deadline = time.monotonic() + timeout
     while True:
@@ -581,7 +581,34 @@ def closed_tcp_port() -> int:
         return s.getsockname()[1]
 
 
-def recv_exactly(sock: socket.socket, n: int, timeout: float = 3.0) -> bytes:
+class DataConnection:
+    """An RFC 6062 data connection after ConnectionBind: raw bytes, starting with any the framer
+    had already read past the ConnectionBind response (the server may send them in one segment)."""
+
+    def __init__(self, sock: socket.socket, leftover: bytes):
+        self.sock = sock
+        self.leftover = leftover
+
+    def sendall(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def recv(self, n: int) -> bytes:
+        if self.leftover:
+            data, self.leftover = self.leftover[:n], self.leftover[n:]
+            return data
+        return self.sock.recv(n)
+
+    def settimeout(self, timeout: float) -> None:
+        self.sock.settimeout(timeout)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.sock.close()
+
+
+def recv_exactly(sock, n: int, timeout: float = 3.0) -> bytes:
     sock.settimeout(timeout)
     data = b""
     while len(data) < n:
@@ -600,12 +627,13 @@ def tcp_allocation(server, address=None, tls: bool = False) -> StreamTurnClient:
     return turn
 
 
-def data_connection(server, control: StreamTurnClient, cid: int, tls: bool = False) -> tuple[socket.socket, Message]:
+def data_connection(server, control: StreamTurnClient, cid: int, tls: bool = False) -> tuple[DataConnection, Message]:
     """A new connection to the server carrying ConnectionBind for cid (reusing the control's realm/nonce)."""
     data = StreamTurnClient(control.server, control.username, control.password, tls=tls)
     data.realm, data.nonce = control.realm, control.nonce
     resp = data.connection_bind(cid)
-    return data.sock, resp
+    assert not data.unsolicited, f"unexpected frames before the ConnectionBind response: {data.unsolicited}"
+    return DataConnection(data.sock, data.framer.buffer), resp
 
 
 def test_tcp_allocation_over_udp_is_400(server):
