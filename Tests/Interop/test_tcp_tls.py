@@ -778,3 +778,49 @@ def test_closing_control_connection_releases_tcp_allocation(server):
                 break
         assert time.monotonic() < deadline, f"relayed address {relayed} still accepts after the control connection closed"
         time.sleep(0.2)
+
+
+# ---------------------------------------------------------------------------
+# One allocation per stream connection (RFC 8656 section 3.1)
+
+
+@pytest.mark.parametrize("kind", ["tcp", "tls"])
+@pytest.mark.server_args(tls_listen=TLS_LISTEN)
+def test_second_allocate_on_same_connection_is_437(server, kind):
+    name, password = server.user
+    with StreamTurnClient(server.stream_address(kind), name, password, tls=kind == "tls") as turn:
+        assert turn.allocate().is_success
+        again = turn.allocate()
+        assert again.is_error and again.error_code == 437, again
+
+
+def relay_port_closed(relayed: tuple[str, int]) -> bool:
+    """True when the relayed UDP port answers with ICMP port unreachable (nothing bound)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(relayed)
+        s.settimeout(0.3)
+        try:
+            s.send(b"x")
+            s.recv(10)
+        except ConnectionRefusedError:
+            return True
+        except (socket.timeout, TimeoutError):
+            return False
+    return False
+
+
+@pytest.mark.parametrize("kind", ["tcp", "tls"])
+@pytest.mark.server_args(tls_listen=TLS_LISTEN)
+def test_closing_connection_releases_udp_allocation(server, kind):
+    name, password = server.user
+    turn = StreamTurnClient(server.stream_address(kind), name, password, tls=kind == "tls")
+    assert turn.allocate().is_success
+    relayed = turn.relayed
+    assert not relay_port_closed(relayed), "control: the relayed port should be open while allocated"
+    turn.close()
+    deadline = time.monotonic() + 5
+    while not relay_port_closed(relayed):
+        assert time.monotonic() < deadline, f"relayed UDP port {relayed} still bound after the connection closed"
+        time.sleep(0.1)
+    log = wait_for_log(server, "reason=connection_closed")
+    assert "reason=connection_closed" in log
