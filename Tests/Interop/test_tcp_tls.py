@@ -23,10 +23,10 @@ import pytest
 
 import stunclient
 from stunclient import (
-    ALLOCATE, CLASS_INDICATION, CLASS_REQUEST, CONNECTION_ATTEMPT, CONNECTION_ID, REQUESTED_TRANSPORT,
-    TRANSPORT_TCP, XOR_PEER_ADDRESS, ConnectionClosed, Message, StreamTurnClient, StunError, TurnClient,
+    ALLOCATE, CLASS_INDICATION, CLASS_REQUEST, CONNECTION_ATTEMPT, REQUESTED_TRANSPORT, TRANSPORT_TCP,
+    XOR_PEER_ADDRESS, Message, StreamTurnClient, TurnClient,
 )
-from test_turn_uclient import assert_clean_run, statistics, static_user
+from test_turn_uclient import assert_clean_run, static_user
 
 UCLIENT_TIMEOUT = 120
 UCLIENT_ARGS = ["--legacy-channel-numbers", "--user-quota", "1000"]
