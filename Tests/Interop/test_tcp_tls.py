@@ -698,6 +698,9 @@ def test_connect_and_bind_relays_raw_bytes(server, kind):
         assert resp.is_success, resp
         cid = stunclient.connection_id(resp)
         assert cid is not None, f"no CONNECTION-ID in the Connect response: {resp}"
+        deadline = time.monotonic() + 2  # the accept thread may lag behind the kernel's handshake
+        while not echo.accepted and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert echo.accepted and echo.accepted[0][0] == "127.0.0.1"
         assert echo.accepted[0][1] == turn.relayed[1], (echo.accepted, turn.relayed)  # from the relayed address
         sock, bind = data_connection(server, turn, cid, tls=tls)
