@@ -48,6 +48,8 @@ class ServerOptions:
     secret: str | None = dataclasses.field(default_factory=lambda: secrets.token_hex(16))
     allow_peer: list[str] = dataclasses.field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
     relay_address: list[str] = dataclasses.field(default_factory=lambda: ["127.0.0.1", "::1"])
+    # TLS listeners (--tls-listen), e.g. ["127.0.0.1:0", "[::1]:0"]; none by default.
+    tls_listen: list[str] = dataclasses.field(default_factory=list)
     # The admin HTTP endpoint on an ephemeral port, so servers never collide on 9641
     # (None: leave it to the configuration).
     admin_listen: str | None = "127.0.0.1:0"
@@ -60,6 +62,8 @@ class ServerOptions:
         argv = [str(TRAVERSE_BIN), "serve"]
         for addr in self.listen:
             argv += ["--listen", addr]
+        for addr in self.tls_listen:
+            argv += ["--tls-listen", addr]
         argv += ["--announce-file", str(announce_file), "--state-dir", str(state_dir), "--realm", self.realm]
         for user in self.users:
             argv += ["--user", user]
@@ -108,6 +112,22 @@ class Server:
     @property
     def udp6(self) -> tuple[str, int]:
         return self.udp_address(socket.AF_INET6)
+
+    def stream_address(self, kind: str, family: int = socket.AF_INET) -> tuple[str, int]:
+        """A "tcp" or "tls" listener of the given family, from the announce file."""
+        want_v6 = family == socket.AF_INET6
+        for host, port in (split_host_port(a) for a in self.announce.get(kind, [])):
+            if (":" in host) == want_v6:
+                return host, port
+        raise AssertionError(f"no {kind} listener of family {family} in {self.announce}")
+
+    @property
+    def tcp4(self) -> tuple[str, int]:
+        return self.stream_address("tcp", socket.AF_INET)
+
+    @property
+    def tls4(self) -> tuple[str, int]:
+        return self.stream_address("tls", socket.AF_INET)
 
     @property
     def port(self) -> int:

@@ -43,6 +43,9 @@ SEND = 0x006
 DATA = 0x007
 CREATE_PERMISSION = 0x008
 CHANNEL_BIND = 0x009
+CONNECT = 0x00A             # RFC 6062
+CONNECTION_BIND = 0x00B
+CONNECTION_ATTEMPT = 0x00C
 
 # Attributes.
 MAPPED_ADDRESS = 0x0001
@@ -63,17 +66,19 @@ REQUESTED_TRANSPORT = 0x0019
 DONT_FRAGMENT = 0x001A
 XOR_MAPPED_ADDRESS = 0x0020
 RESERVATION_TOKEN = 0x0022
+CONNECTION_ID = 0x002A     # RFC 6062
 SOFTWARE = 0x8022
 FINGERPRINT = 0x8028
 
 FAMILY_IPV4 = 0x01
 FAMILY_IPV6 = 0x02
 TRANSPORT_UDP = 17
+TRANSPORT_TCP = 6
 
 _NOT_ATTRIBUTES = {
     "MAGIC_COOKIE", "FINGERPRINT_XOR", "HEADER_LENGTH", "CLASS_REQUEST", "CLASS_INDICATION", "CLASS_SUCCESS",
     "CLASS_ERROR", "BINDING", "ALLOCATE", "REFRESH", "SEND", "DATA", "CREATE_PERMISSION", "CHANNEL_BIND",
-    "FAMILY_IPV4", "FAMILY_IPV6", "TRANSPORT_UDP",
+    "CONNECT", "CONNECTION_BIND", "CONNECTION_ATTEMPT", "FAMILY_IPV4", "FAMILY_IPV6", "TRANSPORT_UDP", "TRANSPORT_TCP",
 }
 
 
@@ -504,3 +509,176 @@ class TurnClient(StunClient):
                 continue
             if msg.method == DATA and msg.cls == CLASS_INDICATION and msg.has(DATA_ATTR):
                 return msg.xor_address(XOR_PEER_ADDRESS), msg.get(DATA_ATTR) or b""
+
+
+# ---------------------------------------------------------------------------
+# Stream transports (RFC 8656 section 3.1, RFC 6062): TCP and TLS
+
+
+def frame_length(head: bytes) -> int | None:
+    """Length of the STUN message or ChannelData frame starting with `head` (at least 4 bytes).
+
+    On streams ChannelData is padded to a multiple of 4 (RFC 8656 section 12.5). None when
+    the first two bits are neither 0b00 (STUN) nor 0b01 (ChannelData)."""
+    kind = head[0] >> 6
+    (length,) = struct.unpack("!H", head[2:4])
+    if kind == 0:
+        return HEADER_LENGTH + length
+    if kind == 1:
+        return 4 + length + pad4(length)
+    return None
+
+
+class ConnectionClosed(StunError):
+    """The server closed the stream."""
+
+
+def tls_client_context(alpn: list[str] | None = None) -> "ssl.SSLContext":
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    if alpn:
+        ctx.set_alpn_protocols(alpn)
+    return ctx
+
+
+def open_stream(server: tuple[str, int], tls: bool = False, alpn: list[str] | None = None,
+                timeout: float = 5.0) -> socket.socket:
+    """A TCP connection to server, wrapped in TLS (certificate not verified) when tls."""
+    family = socket.AF_INET6 if ":" in server[0] else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    sock.connect((server[0], server[1]))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if tls:
+        sock = tls_client_context(alpn if alpn is not None else ["stun.turn"]).wrap_socket(sock, server_hostname="localhost")
+    return sock
+
+
+class StreamFramer:
+    """Reads whole STUN / ChannelData frames from a stream socket."""
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.buffer = b""
+        self.eof = False
+
+    def next_frame(self, timeout: float) -> bytes | None:
+        """The next frame; None on timeout; ConnectionClosed at EOF/reset; StunError for garbage."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if len(self.buffer) >= 4:
+                n = frame_length(self.buffer)
+                if n is None:
+                    raise StunError(f"not a STUN/ChannelData frame: {self.buffer[:8].hex()}")
+                if len(self.buffer) >= n:
+                    frame, self.buffer = self.buffer[:n], self.buffer[n:]
+                    return frame
+            if self.eof:
+                raise ConnectionClosed("server closed the connection")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            self.sock.settimeout(remaining)
+            try:
+                chunk = self.sock.recv(65536)
+            except (socket.timeout, TimeoutError):
+                return None
+            except (ConnectionResetError, BrokenPipeError) as e:
+                self.eof = True
+                raise ConnectionClosed(f"connection reset: {e}") from e
+            if not chunk:
+                self.eof = True
+                continue
+            self.buffer += chunk
+
+
+class StreamTurnClient(TurnClient):
+    """TurnClient over TCP or TLS: one allocation per connection, no retransmissions."""
+
+    def __init__(self, server: tuple[str, int], username: str, password: str, tls: bool = False,
+                 alpn: list[str] | None = None, timeout: float = 3.0, sock: socket.socket | None = None):
+        # Deliberately not calling StunClient.__init__ (it opens a UDP socket).
+        self.server = (server[0], server[1])
+        self.timeout = timeout
+        self.rto = timeout
+        self.unsolicited = []
+        self.username = username
+        self.password = password
+        self.realm = None
+        self.nonce = None
+        self.relayed = None
+        self.mapped = None
+        self.sock = sock if sock is not None else open_stream(self.server, tls=tls, alpn=alpn, timeout=timeout)
+        self.framer = StreamFramer(self.sock)
+
+    def send_raw(self, data: bytes, to: tuple[str, int] | None = None) -> None:
+        self.sock.sendall(data)
+
+    def recv_raw(self, timeout: float) -> bytes | None:
+        return self.framer.next_frame(timeout)
+
+    def transact(self, msg: Message, key: bytes | None = None, fingerprint: bool = True) -> Message:
+        data = msg.encode(key=key, fingerprint=fingerprint)
+        self.send_raw(data)
+        deadline = time.monotonic() + self.timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise StunError(f"no response to method {msg.method:#x} within {self.timeout}s")
+            reply = self.recv_raw(remaining)
+            if reply is None:
+                continue
+            try:
+                resp = parse(reply)
+            except StunError:
+                self.unsolicited.append(reply)
+                continue
+            if resp.transaction_id == msg.transaction_id and resp.cls in (CLASS_SUCCESS, CLASS_ERROR):
+                return resp
+            self.unsolicited.append(reply)
+
+    def allocate_tcp(self, lifetime: int | None = None) -> Message:
+        """RFC 6062 Allocate with REQUESTED-TRANSPORT TCP."""
+        attrs = [(REQUESTED_TRANSPORT, struct.pack("!B3x", TRANSPORT_TCP))]
+        if lifetime is not None:
+            attrs.append((LIFETIME, struct.pack("!I", lifetime)))
+        resp = self.authenticated(ALLOCATE, attrs)
+        if resp.is_success:
+            self.relayed = resp.xor_relayed_address
+            self.mapped = resp.xor_mapped_address
+        return resp
+
+    def connect_peer(self, peer: tuple[str, int]) -> Message:
+        """RFC 6062 Connect; the success response carries CONNECTION-ID."""
+        return self._with_peer(CONNECT, peer)
+
+    def connection_bind(self, connection_id: int) -> Message:
+        """RFC 6062 ConnectionBind (sent on a new data connection)."""
+        return self.authenticated(CONNECTION_BIND, [(CONNECTION_ID, struct.pack("!I", connection_id))])
+
+    def wait_message(self, method: int, cls: int, timeout: float = 3.0) -> Message | None:
+        """Wait for an unsolicited message (e.g. a ConnectionAttempt indication)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for i, data in enumerate(self.unsolicited):
+                try:
+                    msg = parse(data)
+                except StunError:
+                    continue
+                if msg.method == method and msg.cls == cls:
+                    del self.unsolicited[i]
+                    return msg
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            data = self.recv_raw(remaining)
+            if data is not None:
+                self.unsolicited.append(data)
+
+
+def connection_id(msg: Message) -> int | None:
+    value = msg.get(CONNECTION_ID)
+    return None if value is None else struct.unpack("!I", value[:4])[0]
