@@ -5,6 +5,7 @@
 #include <linux/errqueue.h>
 #include <netinet/udp.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 
 #ifndef UDP_SEGMENT
@@ -115,4 +116,21 @@ int traverse_read_icmp_error(int fd, traverse_icmp_error *out) {
 
 int traverse_accept(int fd, struct sockaddr_storage *address, socklen_t *length) {
     return accept4(fd, (struct sockaddr *)address, length, SOCK_NONBLOCK | SOCK_CLOEXEC);
+}
+
+int traverse_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
+
+int traverse_epoll_add(int epfd, int fd, uint64_t token) {
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = token};
+    return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
+}
+
+int traverse_epoll_remove(int epfd, int fd) { return epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL); }
+
+int traverse_epoll_ready(int epfd, uint64_t *tokens, int max) {
+    struct epoll_event events[256];
+    if (max > 256) max = 256;
+    int n = epoll_wait(epfd, events, max, 0);
+    for (int i = 0; i < n; i++) tokens[i] = events[i].data.u64;
+    return n;
 }

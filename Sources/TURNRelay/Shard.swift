@@ -21,13 +21,29 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
     struct Listener {
         let fd: Int32
         let address: TransportAddress
-        let source: any DispatchSourceRead
         /// Datagrams on this socket are DTLS (RFC 7350), not plain STUN/ChannelData.
         let dtls: Bool
     }
     struct RelaySocket {
-        let source: any DispatchSourceRead
+        /// The Dispatch source of a TCP relay's listening socket; nil for UDP relay sockets,
+        /// which the shard's epoll set watches.
+        let source: (any DispatchSourceRead)?
         let endpoint: RelayEndpoint
+        let slot: Int
+    }
+
+    /// The shard's epoll set: every UDP socket it owns (listeners and relay sockets), watched
+    /// through one Dispatch source, so that one wakeup serves every socket that became readable.
+    let poller: Int32
+    var pollSource: (any DispatchSourceRead)?
+    let readyTokens: UnsafeMutablePointer<UInt64>
+    static let pollBatch = 256
+    static let listenerToken: UInt64 = 1 << 63
+
+    /// An epoll token: the socket and, for relay sockets, the allocation slot; listeners carry
+    /// their index and the top bit.
+    @inline(__always) static func token(fd: Int32, slot: Int) -> UInt64 {
+        UInt64(UInt32(bitPattern: fd)) | UInt64(slot) << 32
     }
 
     public let index: Int
@@ -84,6 +100,9 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
     {
         self.index = index
         self.connectionRegistry = registry
+        self.poller = traverse_epoll_create()
+        precondition(self.poller >= 0, "epoll_create1 failed")
+        readyTokens = .allocate(capacity: Self.pollBatch)
         self.budget = budget
         self.tlsContexts = tls
         self.queue = DispatchQueue(label: "traverse.shard.\(index)", qos: .userInteractive)
@@ -112,15 +131,15 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
 
     /// Adds a UDP listening socket (already bound with SO_REUSEPORT) to this shard.
     func addListener(fd: Int32, address: TransportAddress, dtls: Bool = false) {
-        let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
-        let listener = Listener(fd: fd, address: address, source: source, dtls: dtls)
-        source.setEventHandler { [unowned self] in self.drainListener(listener) }
-        source.setCancelHandler { close(fd) }
-        listeners.append(listener)
+        listeners.append(Listener(fd: fd, address: address, dtls: dtls))
+        traverse_epoll_add(poller, fd, Self.listenerToken | UInt64(listeners.count - 1))
     }
 
     func start() {
-        for l in listeners { l.source.activate() }
+        let source = DispatchSource.makeReadSource(fileDescriptor: poller, queue: queue)
+        source.setEventHandler { [unowned self] in self.drainReadySockets() }
+        source.activate()
+        pollSource = source
         for l in streamListeners { l.source.activate() }
         let timer = DispatchSource.makeTimerSource(queue: queue)
         timer.schedule(deadline: .now() + 1, repeating: 1.0, leeway: .milliseconds(100))
@@ -135,7 +154,8 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
         core.closeAll(reason: .shutdown, now: now())
         drainEvents()
         sweepTimer?.cancel()
-        for l in listeners { l.source.cancel() }
+        pollSource?.cancel()
+        for l in listeners { close(l.fd) }
         listeners.removeAll()
         for l in streamListeners { l.source.cancel() }
         streamListeners.removeAll()
@@ -393,12 +413,8 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
                 traverse_enable_recverr(fd, Sockets.family(request.family))
                 if request.dontFragment { traverse_set_dont_fragment(fd, Sockets.family(request.family), 1) }
                 let endpoint = RelayEndpoint(handle: fd, address: address)
-                let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
-                let slot = request.slot
-                source.setEventHandler { [unowned self] in self.drainRelay(fd: fd, slot: slot) }
-                source.setCancelHandler { close(fd) }
-                source.activate()
-                relaySockets[fd] = RelaySocket(source: source, endpoint: endpoint)
+                relaySockets[fd] = RelaySocket(source: nil, endpoint: endpoint, slot: request.slot)
+                traverse_epoll_add(poller, fd, Self.token(fd: fd, slot: request.slot))
                 return .opened(endpoint, reservationToken: token)
             } catch {
                 logger.error("relay socket failed", metadata: ["error": "\(error)"])
@@ -422,10 +438,39 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
     public func closeRelay(_ endpoint: RelayEndpoint) {
         assertOnQueue()
         guard let socket = relaySockets.removeValue(forKey: endpoint.handle) else { return }
-        socket.source.cancel()
+        if let source = socket.source {
+            source.cancel()
+        } else {
+            traverse_epoll_remove(poller, endpoint.handle)
+            close(endpoint.handle)
+        }
         if let slot = relaySlots.removeValue(forKey: endpoint.handle) { closeLinks(slot: slot) }
         kernelDropsClosed += kernelDropsByFD.removeValue(forKey: endpoint.handle) ?? 0
         ports.release(endpoint.address.family, endpoint.address.port)
+    }
+
+    /// Serves every UDP socket the epoll set reports readable, a bounded number of rounds.
+    func drainReadySockets() {
+        assertOnQueue()
+        for _ in 0..<8 {
+            let n = Int(traverse_epoll_ready(poller, readyTokens, Int32(Self.pollBatch)))
+            if n <= 0 { return }
+            for i in 0..<n {
+                let token = readyTokens[i]
+                if token & Self.listenerToken != 0 {
+                    let index = Int(token & 0xFFFF_FFFF)
+                    if index < listeners.count { drainListener(listeners[index]) }
+                } else {
+                    let fd = Int32(bitPattern: UInt32(truncatingIfNeeded: token))
+                    let slot = Int(token >> 32)
+                    // The socket may have closed earlier in this batch (and its number been reused).
+                    if let socket = relaySockets[fd], socket.slot == slot, socket.source == nil {
+                        drainRelay(fd: fd, slot: slot)
+                    }
+                }
+            }
+            if n < Self.pollBatch { return }
+        }
     }
 
     /// Relays datagrams that peers sent to the relay socket `fd` of the allocation in `slot`.

@@ -110,7 +110,7 @@ extension Shard {
         source.setEventHandler { [unowned self] in self.acceptPeerConnections(listenFD: fd, slot: slot) }
         source.setCancelHandler { close(fd) }
         source.activate()
-        relaySockets[fd] = RelaySocket(source: source, endpoint: RelayEndpoint(handle: fd, address: address))
+        relaySockets[fd] = RelaySocket(source: source, endpoint: RelayEndpoint(handle: fd, address: address), slot: slot)
         relaySlots[fd] = slot
         return fd
     }

@@ -58,4 +58,18 @@ int traverse_read_icmp_error(int fd, traverse_icmp_error *out);
 /// accept4(2) with SOCK_NONBLOCK | SOCK_CLOEXEC.
 int traverse_accept(int fd, struct sockaddr_storage *address, socklen_t *length);
 
+/// A level-triggered epoll set (epoll_create1 with EPOLL_CLOEXEC); -1 on failure.
+/// A shard watches all its UDP sockets through one such set and one Dispatch source on it, so
+/// that a wakeup serves every socket that became readable, not one.
+int traverse_epoll_create(void);
+
+/// Watches `fd` for input, reporting `token` when it is readable (or has an error).
+int traverse_epoll_add(int epfd, int fd, uint64_t token);
+
+/// Stops watching `fd`.
+int traverse_epoll_remove(int epfd, int fd);
+
+/// Ready tokens without waiting: fills up to `max` (at most 256) and returns how many.
+int traverse_epoll_ready(int epfd, uint64_t *tokens, int max);
+
 #endif
