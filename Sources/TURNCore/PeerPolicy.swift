@@ -84,24 +84,22 @@ public struct PeerPolicy: Sendable, Hashable {
 
     /// Decides whether `ip` may be a peer.
     public func verdict(for ip: IPAddress) -> Verdict {
-        var worst = Verdict.allowed
-        for candidate in PeerPolicy.forms(of: ip) {
-            switch singleVerdict(candidate) {
-            case .deniedByOperator: return .deniedByOperator
-            case .deniedByDefault: worst = .deniedByDefault
-            case .allowed: break
-            }
-        }
-        return worst
+        // No array of forms: this runs for every Send indication and must not allocate.
+        let asWritten = singleVerdict(ip)
+        guard let v4 = PeerPolicy.embeddedIPv4(ip) else { return asWritten }
+        let embedded = singleVerdict(.v4(v4))
+        if asWritten == .deniedByOperator || embedded == .deniedByOperator { return .deniedByOperator }
+        if asWritten == .deniedByDefault || embedded == .deniedByDefault { return .deniedByDefault }
+        return .allowed
     }
 
     /// Whether `ip` may be a peer.
     public func allows(_ ip: IPAddress) -> Bool { verdict(for: ip) == .allowed }
 
     func singleVerdict(_ ip: IPAddress) -> Verdict {
-        if denied.contains(where: { $0.contains(ip) }) { return .deniedByOperator }
-        if allowed.contains(where: { $0.contains(ip) }) { return .allowed }
-        if PeerPolicy.defaultDenied.contains(where: { $0.contains(ip) }) { return .deniedByDefault }
+        for prefix in denied where prefix.contains(ip) { return .deniedByOperator }
+        for prefix in allowed where prefix.contains(ip) { return .allowed }
+        for prefix in PeerPolicy.defaultDenied where prefix.contains(ip) { return .deniedByDefault }
         return .allowed
     }
 
