@@ -50,7 +50,8 @@ public enum ChannelData {
         guard (legacyRange ? legacyChannelRange : channelRange).contains(channel) else { throw .channelOutOfRange }
         let length = Int(bytes.be16(2))
         guard headerSize + length <= bytes.count else { throw .lengthPastEnd }
-        return View(channel: channel, payload: UnsafeRawBufferPointer(rebasing: bytes[headerSize..<(headerSize + length)]))
+        return View(
+            channel: channel, payload: UnsafeRawBufferPointer(rebasing: bytes[headerSize..<(headerSize + length)]))
     }
 
     /// Writes the 4-byte header for `payloadLength` bytes of `channel` at `out`.

@@ -33,7 +33,8 @@ extension STUNMessageView {
         var header = (UInt64(0), UInt64(0), UInt32(0))
         withUnsafeMutableBytes(of: &header) { h in
             h.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[0..<stunHeaderSize]))
-            h.storeBytes(of: UInt16(offset + 4 + macLength - stunHeaderSize).bigEndian, toByteOffset: 2, as: UInt16.self)
+            h.storeBytes(
+                of: UInt16(offset + 4 + macLength - stunHeaderSize).bigEndian, toByteOffset: 2, as: UInt16.self)
             let body = bytes.baseAddress! + stunHeaderSize
             let bodyLength = offset - stunHeaderSize
             if sha256 {
@@ -101,7 +102,9 @@ public enum STUNDigest {
     /// Cryptographically strong random bytes.
     public static func randomBytes(_ count: Int) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: count)
-        out.withUnsafeMutableBytes { precondition(traverse_random_bytes($0.baseAddress, count) == 1, "RAND_bytes failed") }
+        out.withUnsafeMutableBytes {
+            precondition(traverse_random_bytes($0.baseAddress, count) == 1, "RAND_bytes failed")
+        }
         return out
     }
 }

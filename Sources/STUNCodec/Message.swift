@@ -285,7 +285,8 @@ extension STUNMessageWriter {
         case .userhash(let b), .messageIntegrity(let b), .messageIntegritySHA256(let b), .data(let b),
             .padding(let b), .mobilityTicket(let b), .other(_, let b):
             var copy = b
-            try copy.withUnsafeMutableBufferPointer { (r: inout UnsafeMutableBufferPointer<UInt8>) throws(STUNEncodingError) in
+            try copy.withUnsafeMutableBufferPointer {
+                (r: inout UnsafeMutableBufferPointer<UInt8>) throws(STUNEncodingError) in
                 try append(a.type, bytes: UnsafeRawBufferPointer(r))
             }
         case .fingerprint(let v), .lifetime(let v), .connectionID(let v), .changeRequest(let v), .priority(let v):

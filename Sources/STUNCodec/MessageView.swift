@@ -24,7 +24,9 @@ public struct STUNAttributeTypeList: Sendable {
     /// Adds a type unless already present or full.
     public mutating func append(_ type: STUNAttributeType) {
         guard count < Self.capacity, !contains(type) else { return }
-        withUnsafeMutableBytes(of: &storage) { $0.storeBytes(of: type.rawValue, toByteOffset: count * 2, as: UInt16.self) }
+        withUnsafeMutableBytes(of: &storage) {
+            $0.storeBytes(of: type.rawValue, toByteOffset: count * 2, as: UInt16.self)
+        }
         count += 1
     }
 

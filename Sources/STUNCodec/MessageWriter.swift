@@ -93,15 +93,15 @@ public struct STUNMessageWriter {
         var s = reason
         try s.withUTF8 { u in
             Result { () throws(STUNEncodingError) in
-            let phrase = min(u.count, STUNLimits.maxPhraseBytes)
-            try append(type, length: 4 + phrase) { v in
-                v[0] = prefix
-                v[1] = 0
-                v[2] = UInt8(code / 100 & 0x7)
-                v[3] = UInt8(code % 100)
-                UnsafeMutableRawBufferPointer(rebasing: v[4...]).copyMemory(
-                    from: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(u)[0..<phrase]))
-            }
+                let phrase = min(u.count, STUNLimits.maxPhraseBytes)
+                try append(type, length: 4 + phrase) { v in
+                    v[0] = prefix
+                    v[1] = 0
+                    v[2] = UInt8(code / 100 & 0x7)
+                    v[3] = UInt8(code % 100)
+                    UnsafeMutableRawBufferPointer(rebasing: v[4...]).copyMemory(
+                        from: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(u)[0..<phrase]))
+                }
             }
         }.get()
     }

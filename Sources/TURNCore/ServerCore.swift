@@ -68,8 +68,10 @@ public final class TURNServerCore {
         self.rateLimiter = SourceRateLimiter(ratePerSecond: configuration.unauthenticatedRatePerSecond)
         var encoded = [UInt8]()
         for a in configuration.passwordAlgorithms {
-            encoded += [UInt8(a.number >> 8), UInt8(a.number & 0xFF), UInt8(a.parameters.count >> 8),
-                UInt8(a.parameters.count & 0xFF)]
+            encoded += [
+                UInt8(a.number >> 8), UInt8(a.number & 0xFF), UInt8(a.parameters.count >> 8),
+                UInt8(a.parameters.count & 0xFF),
+            ]
             encoded += a.parameters + [UInt8](repeating: 0, count: (4 - a.parameters.count % 4) % 4)
         }
         self.encodedPasswordAlgorithms = encoded
@@ -199,7 +201,9 @@ public final class TURNServerCore {
 
     // MARK: Binding (RFC 8489 §7.3)
 
-    func handleBinding(_ m: STUNMessageView, _ fiveTuple: FiveTuple, _ now: CoreTime, _ out: UnsafeMutableRawBufferPointer)
+    func handleBinding(
+        _ m: STUNMessageView, _ fiveTuple: FiveTuple, _ now: CoreTime, _ out: UnsafeMutableRawBufferPointer
+    )
         -> ClientMessageOutcome
     {
         guard rateLimiter.allow(fiveTuple.client.ip, now: now.milliseconds) else {
@@ -207,7 +211,8 @@ public final class TURNServerCore {
             return .none
         }
         do throws(STUNEncodingError) {
-            var w = try STUNMessageWriter(into: out, type: m.type.successResponse, transactionID: m.transactionID, cookie: m.cookie)
+            var w = try STUNMessageWriter(
+                into: out, type: m.type.successResponse, transactionID: m.transactionID, cookie: m.cookie)
             if !m.unknownComprehensionRequired.isEmpty {
                 return unauthenticatedError(m, fiveTuple, now, 420, "Unknown Attribute", out)
             }
@@ -357,7 +362,8 @@ public final class TURNServerCore {
         }
         counters.countError(code)
         do throws(STUNEncodingError) {
-            var w = try STUNMessageWriter(into: out, type: m.type.errorResponse, transactionID: m.transactionID, cookie: m.cookie)
+            var w = try STUNMessageWriter(
+                into: out, type: m.type.errorResponse, transactionID: m.transactionID, cookie: m.cookie)
             try w.appendErrorCode(code, reason: reason)
             if code == 420 {
                 let unknown = m.unknownComprehensionRequired
@@ -415,7 +421,8 @@ public final class TURNServerCore {
         _ m: STUNMessageView, _ fiveTuple: FiveTuple, _ auth: AuthContext, _ now: CoreTime,
         _ out: UnsafeMutableRawBufferPointer
     ) -> ClientMessageOutcome {
-        if shared.isDraining || shared.allocationCount >= shared.effectiveCapacity(configured: configuration.maxAllocations)
+        if shared.isDraining
+            || shared.allocationCount >= shared.effectiveCapacity(configured: configuration.maxAllocations)
         {
             if let alternate = alternate(for: fiveTuple) {
                 let domain = fiveTuple.transport == .tls ? configuration.alternateDomain : nil
@@ -494,7 +501,11 @@ public final class TURNServerCore {
                 error: code == 486 ? (486, "Allocation Quota Reached") : (508, "Insufficient Capacity"))
         }
 
-        let slot = freeSlots.popLast() ?? { slots.append(nil); return slots.count - 1 }()
+        let slot =
+            freeSlots.popLast()
+            ?? {
+                slots.append(nil); return slots.count - 1
+            }()
         var opened: [RelayEndpoint] = []
         var failedFamily: (AddressFamily, Int)? = nil
         var reservationToken: UInt64? = nil
@@ -526,7 +537,8 @@ public final class TURNServerCore {
         allocation.respondWithSHA256 = auth.respondWithSHA256
         allocation.relayTransport = tcpRelay ? 6 : 17
         if configuration.bandwidthPerAllocation > 0 {
-            allocation.bucketIn = TokenBucket(bytesPerSecond: configuration.bandwidthPerAllocation, now: now.milliseconds)
+            allocation.bucketIn = TokenBucket(
+                bytesPerSecond: configuration.bandwidthPerAllocation, now: now.milliseconds)
             allocation.bucketOut = allocation.bucketIn
         }
         slots[slot] = allocation
@@ -724,7 +736,11 @@ public final class TURNServerCore {
                 try w.appendErrorCode(447, reason: "Connection Timeout or Failure")
             }
             try a.key.withUnsafeBytes { k in
-                if a.respondWithSHA256 { try w.appendMessageIntegritySHA256(key: k) } else { try w.appendMessageIntegrity(key: k) }
+                if a.respondWithSHA256 {
+                    try w.appendMessageIntegritySHA256(key: k)
+                } else {
+                    try w.appendMessageIntegrity(key: k)
+                }
             }
             return (w.count, a.fiveTuple)
         } catch {
@@ -886,7 +902,9 @@ public final class TURNServerCore {
             } else if policy.bannedClients.isBanned(a.fiveTuple.client.ip) {
                 free(slot, reason: .banned, now: now)
             } else {
-                if a.permissions.contains(where: { $0.expiry <= t }) { slots[slot]!.permissions.removeAll { $0.expiry <= t } }
+                if a.permissions.contains(where: { $0.expiry <= t }) {
+                    slots[slot]!.permissions.removeAll { $0.expiry <= t }
+                }
                 if a.channels.contains(where: { $0.expiry <= t }) { slots[slot]!.channels.removeAll { $0.expiry <= t } }
                 if policyChanged {
                     // A reloaded policy applies to permissions already granted, ChannelData included.

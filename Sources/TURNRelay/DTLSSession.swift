@@ -3,8 +3,9 @@ import CTraverseTLS
 import Logging
 import STUNCodec
 import TURNCore
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// One DTLS client (RFC 7350) on a shard's UDP socket: OpenSSL runs over memory buffers, the
@@ -27,7 +28,10 @@ final class DTLSSession: StreamWriter {
 
     init?(context: TLSContext, fiveTuple: FiveTuple, fd: Int32, shard: Shard, now: UInt64) {
         let peer = fiveTuple.client.ip.bytes + [UInt8(fiveTuple.client.port >> 8), UInt8(fiveTuple.client.port & 0xFF)]
-        guard let ssl = peer.withUnsafeBytes({ traverse_dtls_session_new(context.context, $0.baseAddress, $0.count, Int32(Self.mtu)) })
+        guard
+            let ssl = peer.withUnsafeBytes({
+                traverse_dtls_session_new(context.context, $0.baseAddress, $0.count, Int32(Self.mtu))
+            })
         else { return nil }
         self.ssl = ssl
         self.fiveTuple = fiveTuple
@@ -145,7 +149,8 @@ final class DTLSSession: StreamWriter {
                 "dtls handshake failed",
                 metadata: [
                     "reason": "\(stringFromC(reason))",
-                    "client": "\(AddressRedaction.format(fiveTuple.client, full: shard.configuration.logFullAddresses))",
+                    "client":
+                        "\(AddressRedaction.format(fiveTuple.client, full: shard.configuration.logFullAddresses))",
                 ])
         }
         close()
@@ -160,7 +165,9 @@ final class DTLSSession: StreamWriter {
 
 extension Shard {
     /// A datagram on a DTLS listening socket: to its session, or the start of a new one.
-    func handleDTLSDatagram(_ bytes: UnsafeRawBufferPointer, from client: TransportAddress, listener: Listener, _ t: CoreTime) {
+    func handleDTLSDatagram(
+        _ bytes: UnsafeRawBufferPointer, from client: TransportAddress, listener: Listener, _ t: CoreTime
+    ) {
         let ft = FiveTuple(client: client, server: listener.address, transport: .dtls)
         if let session = dtlsSessions[ft] {
             // A fresh ClientHello (handshake record, epoch 0, message type 1) on an established
@@ -180,7 +187,9 @@ extension Shard {
             core.counters.drop(.notSTUNOrChannelData)
             return
         }
-        guard let session = DTLSSession(context: context, fiveTuple: ft, fd: listener.fd, shard: self, now: t.milliseconds)
+        guard
+            let session = DTLSSession(
+                context: context, fiveTuple: ft, fd: listener.fd, shard: self, now: t.milliseconds)
         else {
             budget.give()
             return

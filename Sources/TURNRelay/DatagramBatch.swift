@@ -1,7 +1,8 @@
 import CTraverseSystem
 import STUNCodec
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Receive buffers for `recvmmsg`, allocated once at stable addresses and reused for every batch.
@@ -165,4 +166,3 @@ final class SendBatch {
         count = 0
     }
 }
-

@@ -2,8 +2,9 @@ import Dispatch
 public import Logging
 public import STUNCodec
 public import TURNCore
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The whole data path: N shards, each with its own SO_REUSEPORT socket on every listening
@@ -53,8 +54,9 @@ public final class RelayServer: @unchecked Sendable {
         let nonceSecret = STUNDigest.randomBytes(32)
         for i in 0..<count {
             shards.append(
-                Shard(index: i, configuration: configuration, coreConfiguration: core, shared: shared, ports: ports,
-                      budget: budget, tls: tls, registry: registry, nonceSecret: nonceSecret, logger: logger))
+                Shard(
+                    index: i, configuration: configuration, coreConfiguration: core, shared: shared, ports: ports,
+                    budget: budget, tls: tls, registry: registry, nonceSecret: nonceSecret, logger: logger))
         }
         let all = shards
         for shard in shards { shard.sibling = { i in i < all.count ? all[i] : nil } }
@@ -131,7 +133,8 @@ public final class RelayServer: @unchecked Sendable {
                     try tls.reload()
                     logger.notice("tls certificate reloaded", metadata: ["sha256": "\(tls.fingerprint)"])
                 } catch {
-                    logger.error("tls certificate reload failed; the previous one stays", metadata: ["reason": "\(error)"])
+                    logger.error(
+                        "tls certificate reload failed; the previous one stays", metadata: ["reason": "\(error)"])
                 }
             }
         }

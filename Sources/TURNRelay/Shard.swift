@@ -3,8 +3,9 @@ public import Dispatch
 import Logging
 public import STUNCodec
 public import TURNCore
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// One shard of the data path: a serial queue, its own SO_REUSEPORT listening sockets, the relay
@@ -94,10 +95,11 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
     /// IPv6 XOR-PEER-ADDRESS (20 + 24 + 4 bytes) rounded up.
     static let headroom = 64
 
-    init(index: Int, configuration: RelayConfiguration, coreConfiguration: CoreConfiguration,
-         shared: SharedServerState, ports: PortPool, budget: ConnectionBudget, tls: TLSContextStore?,
-        registry: ConnectionRegistry, nonceSecret: [UInt8], logger: Logger)
-    {
+    init(
+        index: Int, configuration: RelayConfiguration, coreConfiguration: CoreConfiguration,
+        shared: SharedServerState, ports: PortPool, budget: ConnectionBudget, tls: TLSContextStore?,
+        registry: ConnectionRegistry, nonceSecret: [UInt8], logger: Logger
+    ) {
         self.index = index
         self.connectionRegistry = registry
         self.poller = traverse_epoll_create()
@@ -119,7 +121,7 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
 
     @inline(__always) func assertOnQueue() {
         #if DEBUG
-        dispatchPrecondition(condition: .onQueue(queue))
+            dispatchPrecondition(condition: .onQueue(queue))
         #endif
     }
 
@@ -255,7 +257,8 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
                 for i in 0..<n {
                     guard let client = SocketAddress.read(rx.addresses + i), !rx.truncated(i) else { continue }
                     handleDTLSDatagram(
-                        UnsafeRawBufferPointer(start: rx.payload(i), count: rx.length(i)), from: client, listener: listener,
+                        UnsafeRawBufferPointer(start: rx.payload(i), count: rx.length(i)), from: client,
+                        listener: listener,
                         t)
                 }
             } else {
@@ -287,8 +290,9 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
             if let (handle, peer) = core.routeChannelData(
                 channel: frame.channel, length: frame.payload.count, from: fiveTuple, now: t)
             {
-                tx.enqueue(fd: handle, to: peer, bytes: frame.payload.baseAddress ?? UnsafeRawPointer(rx.payload(i)),
-                           length: frame.payload.count)
+                tx.enqueue(
+                    fd: handle, to: peer, bytes: frame.payload.baseAddress ?? UnsafeRawPointer(rx.payload(i)),
+                    length: frame.payload.count)
             }
         case .stun:
             handleSTUN(bytes, fiveTuple, t) { reply, length in
@@ -319,8 +323,9 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
         case .reply(let length):
             send(buffer, length)
         case .relay(let handle, let peer, let payload):
-            tx.enqueue(fd: handle, to: peer, bytes: payload.baseAddress ?? UnsafeRawPointer(buffer.baseAddress!),
-                       length: payload.count)
+            tx.enqueue(
+                fd: handle, to: peer, bytes: payload.baseAddress ?? UnsafeRawPointer(buffer.baseAddress!),
+                length: payload.count)
         case .none:
             break
         }
@@ -385,8 +390,9 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
                 }
                 port = p
             } else {
-                guard let (p, newToken) = ports.take(
-                    request.family, even: request.evenPort, reserveNext: request.reserveNextPort, now: t)
+                guard
+                    let (p, newToken) = ports.take(
+                        request.family, even: request.evenPort, reserveNext: request.reserveNextPort, now: t)
                 else { return .failed(code: 508) }
                 port = p
                 token = newToken
@@ -502,7 +508,9 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
     /// Wraps a peer's datagram in ChannelData or a Data indication, in the headroom in front of
     /// it, and queues it to the client.
     @inline(__always)
-    func forwardToClient(payload: UnsafeMutableRawPointer, length: Int, from peer: TransportAddress, slot: Int, _ t: CoreTime) {
+    func forwardToClient(
+        payload: UnsafeMutableRawPointer, length: Int, from peer: TransportAddress, slot: Int, _ t: CoreTime
+    ) {
         switch core.routePeerData(slot: slot, from: peer, length: length, now: t) {
         case .drop:
             return
@@ -528,7 +536,8 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
             let tid = STUNTransactionID(high: random, low: UInt32(truncatingIfNeeded: random >> 17))
             let type = STUNMessageType(method: .data, class: .indication)
             start.storeBytes(of: type.wireValue.bigEndian, as: UInt16.self)
-            start.storeBytes(of: UInt16(headerLength - stunHeaderSize + padded).bigEndian, toByteOffset: 2, as: UInt16.self)
+            start.storeBytes(
+                of: UInt16(headerLength - stunHeaderSize + padded).bigEndian, toByteOffset: 2, as: UInt16.self)
             start.storeBytes(of: stunMagicCookie.bigEndian, toByteOffset: 4, as: UInt32.self)
             start.storeBytes(of: tid.high.bigEndian, toByteOffset: 8, as: UInt64.self)
             start.storeBytes(of: tid.low.bigEndian, toByteOffset: 16, as: UInt32.self)
@@ -563,14 +572,18 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
             guard let peer, let ft = core.routeICMP(slot: slot, peer: peer, now: t) else { continue }
             let buffer = tx.nextReplyBuffer
             let tid = STUNTransactionID.random()
-            guard var w = try? STUNMessageWriter(into: buffer, type: STUNMessageType(method: .data, class: .indication), transactionID: tid),
+            guard
+                var w = try? STUNMessageWriter(
+                    into: buffer, type: STUNMessageType(method: .data, class: .indication), transactionID: tid),
                 (try? w.append(.xorPeerAddress, address: peer)) != nil,
-                (try? w.append(.icmp, length: 8, { v in
-                    v.storeBytes(of: UInt16(0), as: UInt16.self)
-                    v[2] = error.type
-                    v[3] = error.code
-                    v.storeBytes(of: error.info.bigEndian, toByteOffset: 4, as: UInt32.self)
-                })) != nil
+                (try? w.append(
+                    .icmp, length: 8,
+                    { v in
+                        v.storeBytes(of: UInt16(0), as: UInt16.self)
+                        v[2] = error.type
+                        v[3] = error.code
+                        v.storeBytes(of: error.info.bigEndian, toByteOffset: 4, as: UInt32.self)
+                    })) != nil
             else { continue }
             if ft.transport == .udp, let lfd = listenerFD(for: ft.server) {
                 tx.enqueueReply(fd: lfd, to: ft.client, length: w.count)

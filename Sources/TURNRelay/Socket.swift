@@ -1,8 +1,9 @@
 import CTraverseSystem
-#if canImport(Glibc)
-import Glibc
-#endif
 import STUNCodec
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// A socket call that failed, with the call's name and errno's text.
 public struct SocketError: Error, CustomStringConvertible, Sendable {
@@ -57,7 +58,8 @@ enum SocketAddress {
         let family = storage.load(as: sockaddr.self).sa_family
         if family == sa_family_t(AF_INET) {
             let sin = storage.load(as: sockaddr_in.self)
-            return TransportAddress(ip: .v4(UInt32(bigEndian: sin.sin_addr.s_addr)), port: UInt16(bigEndian: sin.sin_port))
+            return TransportAddress(
+                ip: .v4(UInt32(bigEndian: sin.sin_addr.s_addr)), port: UInt16(bigEndian: sin.sin_port))
         } else if family == sa_family_t(AF_INET6) {
             let b = UnsafeRawBufferPointer(start: storage + 8, count: 16)
 

@@ -5,8 +5,9 @@ import Logging
 import STUNCodec
 import Synchronization
 import TURNCore
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Why a stream connection was closed. Bounded: used as a metric label.
@@ -309,7 +310,8 @@ final class StreamConnection: StreamWriter {
                 "tls handshake failed",
                 metadata: [
                     "reason": "\(stringFromC(reason))",
-                    "client": "\(AddressRedaction.format(fiveTuple.client, full: shard.configuration.logFullAddresses))",
+                    "client":
+                        "\(AddressRedaction.format(fiveTuple.client, full: shard.configuration.logFullAddresses))",
                 ])
             close(.handshakeFailed)
         }

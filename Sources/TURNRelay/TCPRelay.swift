@@ -4,8 +4,9 @@ import Logging
 import STUNCodec
 import Synchronization
 import TURNCore
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// RFC 6062 peer data connections waiting for a ConnectionBind, by CONNECTION-ID, server-wide:
@@ -110,7 +111,8 @@ extension Shard {
         source.setEventHandler { [unowned self] in self.acceptPeerConnections(listenFD: fd, slot: slot) }
         source.setCancelHandler { close(fd) }
         source.activate()
-        relaySockets[fd] = RelaySocket(source: source, endpoint: RelayEndpoint(handle: fd, address: address), slot: slot)
+        relaySockets[fd] = RelaySocket(
+            source: source, endpoint: RelayEndpoint(handle: fd, address: address), slot: slot)
         relaySlots[fd] = slot
         return fd
     }
@@ -150,7 +152,8 @@ extension Shard {
 
     // MARK: Connect (RFC 6062 §5.2)
 
-    func beginConnect(slot: Int, relay: RelayEndpoint, peer: TransportAddress, transactionID: STUNTransactionID) -> Int? {
+    func beginConnect(slot: Int, relay: RelayEndpoint, peer: TransportAddress, transactionID: STUNTransactionID) -> Int?
+    {
         assertOnQueue()
         // RFC 6062 §5.2: 446 when a Connect to this peer is in progress or its connection is
         // still waiting to be bound. Connections the peer opened to us do not count.
@@ -229,8 +232,9 @@ extension Shard {
 
     func answerConnect(slot: Int, transactionID: STUNTransactionID, connectionID: UInt32?) {
         let buffer = tx.nextReplyBuffer
-        guard let (length, control) = core.connectResult(
-            slot: slot, transactionID: transactionID, connectionID: connectionID, now: now(), response: buffer)
+        guard
+            let (length, control) = core.connectResult(
+                slot: slot, transactionID: transactionID, connectionID: connectionID, now: now(), response: buffer)
         else { return }
         streamWriters[control]?.write(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(buffer)[0..<length]))
     }

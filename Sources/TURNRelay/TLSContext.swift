@@ -1,8 +1,9 @@
 import COpenSSL
 import CTraverseTLS
 import Synchronization
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// An OpenSSL server context for TLS or DTLS.

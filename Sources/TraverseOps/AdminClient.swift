@@ -2,7 +2,7 @@ import Dispatch
 public import STUNCodec
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A tiny blocking HTTP/1.1 client for the admin endpoint (used by `traverse top` and tests):

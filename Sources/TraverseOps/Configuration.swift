@@ -129,7 +129,8 @@ public struct TraverseConfiguration: Sendable {
         if let usersFile {
             for (name, k) in try UsersFile.load(path: usersFile, realm: realm) { keys[name] = k }
         }
-        let rest = secrets.isEmpty ? nil : RESTCredentials(secrets: secrets.map { Array($0.utf8) }, separator: restSeparator)
+        let rest =
+            secrets.isEmpty ? nil : RESTCredentials(secrets: secrets.map { Array($0.utf8) }, separator: restSeparator)
         return CorePolicy(
             credentials: CredentialStore(realm: realm, users: keys, rest: rest),
             peers: PeerPolicy(allowed: allowPeers, denied: denyPeers),

@@ -71,7 +71,9 @@ public enum ConfigurationLoader {
             }
             c.realm = s
         case "auth.users":
-            guard let t = v.table else { throw ConfigurationError(key: name, reason: "expected a table of name = \"password\"") }
+            guard let t = v.table else {
+                throw ConfigurationError(key: name, reason: "expected a table of name = \"password\"")
+            }
             var users: [String: String] = [:]
             for (user, p) in t {
                 guard let password = p.tomlValue.string, !password.isEmpty else {
@@ -91,10 +93,13 @@ public enum ConfigurationLoader {
         case "auth.nonce_lifetime": c.nonceLifetime = UInt64(try int(name, v, 30...86_400))
         case "relay.addresses": c.relayAddresses = try ips(name, v)
         case "relay.external_addresses":
-            guard let t = v.table else { throw ConfigurationError(key: name, reason: "expected a table of \"private\" = \"public\"") }
+            guard let t = v.table else {
+                throw ConfigurationError(key: name, reason: "expected a table of \"private\" = \"public\"")
+            }
             var map: [IPAddress: IPAddress] = [:]
             for (priv, pub) in t {
-                guard let a = IPAddress(priv), let s = pub.tomlValue.string, let b = IPAddress(s), a.family == b.family else {
+                guard let a = IPAddress(priv), let s = pub.tomlValue.string, let b = IPAddress(s), a.family == b.family
+                else {
                     throw ConfigurationError(key: "\(name).\(priv)", reason: "expected two IP addresses of one family")
                 }
                 map[a] = b
@@ -123,7 +128,9 @@ public enum ConfigurationLoader {
             if s.isEmpty {
                 c.adminListen = nil
             } else {
-                guard let a = TransportAddress(s) else { throw ConfigurationError(key: name, reason: "expected ADDRESS:PORT") }
+                guard let a = TransportAddress(s) else {
+                    throw ConfigurationError(key: name, reason: "expected ADDRESS:PORT")
+                }
                 c.adminListen = a
             }
         case "admin.token":
@@ -206,7 +213,9 @@ public enum ConfigurationLoader {
     static func ips(_ key: String, _ v: TOMLValue) throws(ConfigurationError) -> [IPAddress] {
         var out: [IPAddress] = []
         for s in try strings(key, v) {
-            guard let a = IPAddress(s) else { throw ConfigurationError(key: key, reason: "\"\(s)\" is not an IP address") }
+            guard let a = IPAddress(s) else {
+                throw ConfigurationError(key: key, reason: "\"\(s)\" is not an IP address")
+            }
             out.append(a)
         }
         return out
@@ -215,7 +224,9 @@ public enum ConfigurationLoader {
     static func cidrs(_ key: String, _ v: TOMLValue) throws(ConfigurationError) -> [CIDR] {
         var out: [CIDR] = []
         for s in try strings(key, v) {
-            guard let a = CIDR(s) else { throw ConfigurationError(key: key, reason: "\"\(s)\" is not an address or CIDR") }
+            guard let a = CIDR(s) else {
+                throw ConfigurationError(key: key, reason: "\"\(s)\" is not an address or CIDR")
+            }
             out.append(a)
         }
         return out
@@ -279,7 +290,8 @@ public struct ConfigurationOverrides: Sendable {
         if !listen.isEmpty {
             c.listen = try listen.map { (s: String) throws(ConfigurationError) -> TransportAddress in
                 guard let a = TransportAddress(s) else {
-                    throw ConfigurationError(key: name("--listen", "TRAVERSE_LISTEN"), reason: "\"\(s)\" is not ADDRESS:PORT")
+                    throw ConfigurationError(
+                        key: name("--listen", "TRAVERSE_LISTEN"), reason: "\"\(s)\" is not ADDRESS:PORT")
                 }
                 return a
             }
@@ -305,7 +317,8 @@ public struct ConfigurationOverrides: Sendable {
             c.relayAddresses = try relayAddresses.map { (s: String) throws(ConfigurationError) -> IPAddress in
                 guard let a = IPAddress(s) else {
                     throw ConfigurationError(
-                        key: name("--relay-address", "TRAVERSE_RELAY_ADDRESSES"), reason: "\"\(s)\" is not an IP address")
+                        key: name("--relay-address", "TRAVERSE_RELAY_ADDRESSES"),
+                        reason: "\"\(s)\" is not an IP address")
                 }
                 return a
             }
@@ -316,14 +329,16 @@ public struct ConfigurationOverrides: Sendable {
         if !allowPeers.isEmpty {
             c.allowPeers += try allowPeers.map { (s: String) throws(ConfigurationError) -> CIDR in
                 guard let a = CIDR(s) else {
-                    throw ConfigurationError(key: name("--allow-peer", "TRAVERSE_ALLOW_PEERS"), reason: "\"\(s)\" is not a CIDR")
+                    throw ConfigurationError(
+                        key: name("--allow-peer", "TRAVERSE_ALLOW_PEERS"), reason: "\"\(s)\" is not a CIDR")
                 }
                 return a
             }
         }
         if let logLevel {
             guard ConfigurationLoader.logLevels.contains(logLevel) else {
-                throw ConfigurationError(key: name("--log-level", "TRAVERSE_LOG_LEVEL"), reason: "unknown level \(logLevel)")
+                throw ConfigurationError(
+                    key: name("--log-level", "TRAVERSE_LOG_LEVEL"), reason: "unknown level \(logLevel)")
             }
             c.logLevel = logLevel
         }

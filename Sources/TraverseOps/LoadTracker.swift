@@ -2,7 +2,7 @@ import Synchronization
 public import TURNCore
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Relay traffic and CPU use over a sliding window, from samples of the summed shard counters.

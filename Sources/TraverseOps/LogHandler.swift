@@ -1,6 +1,7 @@
 public import Logging
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A swift-log handler writing one structured line per event to stderr, as logfmt
@@ -59,7 +60,11 @@ public struct StructuredLogHandler: LogHandler {
             case "\n": out += "\\n"
             case "\t": out += "\\t"
             default:
-                if u.value < 0x20 { out += "\\u00" + String(u.value, radix: 16).leftPadded(2) } else { out.unicodeScalars.append(u) }
+                if u.value < 0x20 {
+                    out += "\\u00" + String(u.value, radix: 16).leftPadded(2)
+                } else {
+                    out.unicodeScalars.append(u)
+                }
             }
         }
         return out + "\""

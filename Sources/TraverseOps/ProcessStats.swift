@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// CPU time and memory of this process, read from `/proc/self` (Linux). Values are nil where

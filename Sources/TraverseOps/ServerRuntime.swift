@@ -42,7 +42,8 @@ public final class TraverseServer: Sendable {
                 } else {
                     guard FileText.makeDirectory(config.stateDirectory) else {
                         throw StartupError.configuration(
-                            ConfigurationError(key: "server.state_directory", reason: "cannot create \(config.stateDirectory)"))
+                            ConfigurationError(
+                                key: "server.state_directory", reason: "cannot create \(config.stateDirectory)"))
                     }
                     tls = try TLSContextStore.selfSigned(in: config.stateDirectory)
                     logger.notice(

@@ -4,8 +4,9 @@ import Logging
 import STUNCodec
 import Synchronization
 import TraverseOps
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The `traverse` command: a TURN/STUN relay server.
@@ -178,10 +179,12 @@ struct Serve: ParsableCommand {
         }
         if let g = server.generatedCredentials {
             let urls =
-                server.udpAddresses.map { "turn:\($0)?transport=udp" } + server.relay.boundTCP.map { "turn:\($0)?transport=tcp" }
+                server.udpAddresses.map { "turn:\($0)?transport=udp" }
+                + server.relay.boundTCP.map { "turn:\($0)?transport=tcp" }
                 + server.relay.boundTLS.map { "turns:\($0)?transport=tcp" }
             logger.notice(
-                "no credentials configured: generated a user", metadata: ["file": "\(g.path)", "username": "\(g.username)"])
+                "no credentials configured: generated a user",
+                metadata: ["file": "\(g.path)", "username": "\(g.username)"])
             var line = Array("iceServers entry: \(g.iceServersEntry(urls: urls))\n".utf8)
             _ = line.withUnsafeMutableBytes { write(2, $0.baseAddress, $0.count) }
         }

@@ -479,7 +479,9 @@ struct AuthTests {
     func otherMethods() {
         let h = Harness()
         let from = tuple("192.0.2.1:5")
-        #expect(h.send(STUNMessage(type: .init(method: STUNMethod(rawValue: 0x0FF), class: .request)), from: from).errorCode == 400)
+        #expect(
+            h.send(STUNMessage(type: .init(method: STUNMethod(rawValue: 0x0FF), class: .request)), from: from).errorCode
+                == 400)
         #expect(h.send(STUNMessage(type: .bindingSuccess), from: from).isNone)
         #expect(h.counter(.unexpectedClass) == 1)
         #expect(h.send(STUNMessage(type: .init(method: .binding, class: .indication)), from: from).isNone)

@@ -3,8 +3,9 @@ import Logging
 import STUNCodec
 import Testing
 import TraverseOps
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A server with its admin endpoint, both on loopback ephemeral ports, stopped by `close()`.

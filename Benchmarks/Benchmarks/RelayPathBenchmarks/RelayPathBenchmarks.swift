@@ -39,17 +39,30 @@ func makeCore() -> TURNServerCore {
         return bytes.withUnsafeBytes { b in
             response.withUnsafeMutableBytes { out -> STUNMessage? in
                 let view = try! STUNMessageView(validating: b)
-                guard case .reply(let n) = core.handleSTUN(view, from: client, now: now, response: out) else { return nil }
+                guard case .reply(let n) = core.handleSTUN(view, from: client, now: now, response: out) else {
+                    return nil
+                }
                 return try? STUNMessage(parsing: Array(out[0..<n]))
             }
         }
     }
-    let challenge = send(STUNMessage(type: .init(method: .allocate, class: .request), attributes: [.requestedTransport(17)]), signed: false)!
+    let challenge = send(
+        STUNMessage(type: .init(method: .allocate, class: .request), attributes: [.requestedTransport(17)]),
+        signed: false)!
     guard case .nonce(let nonce)? = challenge.first(.nonce) else { fatalError("no nonce") }
     let credentials: [STUNAttribute] = [.username("alice"), .realm(realm), .nonce(nonce)]
-    _ = send(STUNMessage(type: .init(method: .allocate, class: .request), attributes: [.requestedTransport(17)] + credentials), signed: true)
-    _ = send(STUNMessage(type: .init(method: .channelBind, class: .request), attributes: [.channelNumber(0x4000), .xorPeerAddress(channelPeer)] + credentials), signed: true)
-    _ = send(STUNMessage(type: .init(method: .createPermission, class: .request), attributes: [.xorPeerAddress(indicationPeer)] + credentials), signed: true)
+    _ = send(
+        STUNMessage(
+            type: .init(method: .allocate, class: .request), attributes: [.requestedTransport(17)] + credentials),
+        signed: true)
+    _ = send(
+        STUNMessage(
+            type: .init(method: .channelBind, class: .request),
+            attributes: [.channelNumber(0x4000), .xorPeerAddress(channelPeer)] + credentials), signed: true)
+    _ = send(
+        STUNMessage(
+            type: .init(method: .createPermission, class: .request),
+            attributes: [.xorPeerAddress(indicationPeer)] + credentials), signed: true)
     precondition(core.slot(for: client) != nil, "allocation failed")
     return core
 }
@@ -78,7 +91,8 @@ let benchmarks: @Sendable () -> Void = {
         datagram.withUnsafeBytes { bytes in
             for _ in benchmark.scaledIterations {
                 let frame = try! ChannelData.parse(bytes)
-                blackHole(core.routeChannelData(channel: frame.channel, length: frame.payload.count, from: client, now: now))
+                blackHole(
+                    core.routeChannelData(channel: frame.channel, length: frame.payload.count, from: client, now: now))
             }
         }
         benchmark.stopMeasurement()
@@ -116,7 +130,9 @@ let benchmarks: @Sendable () -> Void = {
             response.withUnsafeMutableBytes { out in
                 for _ in benchmark.scaledIterations {
                     let view = try! STUNMessageView(validating: bytes)
-                    if case .relay(let handle, let peer, let payload) = core.handleSTUN(view, from: client, now: now, response: out) {
+                    if case .relay(let handle, let peer, let payload) = core.handleSTUN(
+                        view, from: client, now: now, response: out)
+                    {
                         blackHole(handle)
                         blackHole(peer)
                         blackHole(payload.count)
