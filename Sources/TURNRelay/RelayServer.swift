@@ -97,20 +97,7 @@ public final class RelayServer: @unchecked Sendable {
     func bindStream(_ requested: TransportAddress, tls: Bool) throws(SocketError) -> TransportAddress {
         var address = requested
         for shard in shards {
-            let fd = try Sockets.open(requested.family, type: Int32(SOCK_STREAM.rawValue))
-            Sockets.setInt(fd, SOL_SOCKET, SO_REUSEADDR, 1)
-            Sockets.setInt(fd, SOL_SOCKET, SO_REUSEPORT, 1)
-            do {
-                try Sockets.bind(fd, address)
-            } catch {
-                close(fd)
-                throw error
-            }
-            guard listen(fd, 1024) == 0 else {
-                let e = SocketError("listen \(address)")
-                close(fd)
-                throw e
-            }
+            let fd = try Sockets.listeningStream(address, backlog: 1024)
             if address.port == 0, let bound = Sockets.localAddress(fd) { address = bound }
             shard.addStreamListener(fd: fd, address: address, tls: tls)
         }

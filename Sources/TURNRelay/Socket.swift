@@ -98,6 +98,27 @@ enum Sockets {
         guard rc == 0 else { throw SocketError("bind \(address)") }
     }
 
+    /// A listening TCP socket on `address`, sharing the address with others (SO_REUSEADDR,
+    /// SO_REUSEPORT): one per shard on a listening address, and a relay's listener beside the
+    /// connections made from the same relayed address (RFC 6062).
+    static func listeningStream(_ address: TransportAddress, backlog: Int32) throws(SocketError) -> Int32 {
+        let fd = try open(address.family, type: Int32(SOCK_STREAM.rawValue))
+        setInt(fd, SOL_SOCKET, SO_REUSEADDR, 1)
+        setInt(fd, SOL_SOCKET, SO_REUSEPORT, 1)
+        do {
+            try bind(fd, address)
+        } catch {
+            close(fd)
+            throw error
+        }
+        guard listen(fd, backlog) == 0 else {
+            let e = SocketError("listen \(address)")
+            close(fd)
+            throw e
+        }
+        return fd
+    }
+
     /// The address `fd` is bound to.
     static func localAddress(_ fd: Int32) -> TransportAddress? {
         var storage = sockaddr_storage()

@@ -93,20 +93,7 @@ extension Shard {
 
     /// Opens the listening TCP socket of a TCP allocation on `address`.
     func openTCPRelay(_ address: TransportAddress, slot: Int) throws(SocketError) -> Int32 {
-        let fd = try Sockets.open(address.family, type: Int32(SOCK_STREAM.rawValue))
-        Sockets.setInt(fd, SOL_SOCKET, SO_REUSEADDR, 1)
-        Sockets.setInt(fd, SOL_SOCKET, SO_REUSEPORT, 1)
-        do {
-            try Sockets.bind(fd, address)
-        } catch {
-            close(fd)
-            throw error
-        }
-        guard listen(fd, 64) == 0 else {
-            let e = SocketError("listen \(address)")
-            close(fd)
-            throw e
-        }
+        let fd = try Sockets.listeningStream(address, backlog: 64)
         let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
         source.setEventHandler { [unowned self] in self.acceptPeerConnections(listenFD: fd, slot: slot) }
         source.setCancelHandler { close(fd) }
