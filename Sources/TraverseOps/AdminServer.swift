@@ -159,31 +159,11 @@ public final class AdminServer: Sendable {
     }
 
     /// A JSON string literal of `s`.
-    static func jsonString(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            default:
-                if u.value < 0x20 {
-                    out += (u.value < 0x10 ? "\\u000" : "\\u00") + String(u.value, radix: 16)
-                } else {
-                    out.unicodeScalars.append(u)
-                }
-            }
-        }
-        return out + "\""
-    }
+    static func jsonString(_ s: String) -> String { StructuredLogHandler.json(s) }
 
     /// Compares without an early exit, so the time taken does not reveal the matching prefix.
     static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
-        var diff = UInt8(truncatingIfNeeded: a.count ^ b.count)
-        for i in 0..<max(a.count, b.count) {
-            diff |= (i < a.count ? a[i] : 0) ^ (i < b.count ? b[i] : 0)
-        }
-        return diff == 0
+        a.withUnsafeBytes { x in b.withUnsafeBytes { y in STUNDigest.constantTimeEqual(x, y) } }
     }
 }
 

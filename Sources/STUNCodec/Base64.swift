@@ -1,4 +1,5 @@
-/// Standard base64 (RFC 4648 §4) for REST passwords and nonce cookies; the core has no Foundation.
+/// Standard base64 (RFC 4648 §4) for REST passwords and nonce cookies, without Foundation;
+/// shared by the server core and the load generator.
 public enum Base64 {
     static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
 
