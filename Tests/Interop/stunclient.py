@@ -366,24 +366,30 @@ class StunClient:
         rto = self.rto
         while time.monotonic() < deadline:
             self.send_raw(data)
-            resend_at = min(deadline, time.monotonic() + rto)
+            resp = self.await_response(msg, until=min(deadline, time.monotonic() + rto))
+            if resp is not None:
+                return resp
             rto *= 2
-            while True:
-                remaining = resend_at - time.monotonic()
-                if remaining <= 0:
-                    break
-                reply = self.recv_raw(remaining)
-                if reply is None:
-                    break
-                try:
-                    resp = parse(reply)
-                except StunError:
-                    self.unsolicited.append(reply)
-                    continue
-                if resp.transaction_id == msg.transaction_id and resp.cls in (CLASS_SUCCESS, CLASS_ERROR):
-                    return resp
-                self.unsolicited.append(reply)
         raise StunError(f"no response to method {msg.method:#x} within {self.timeout}s")
+
+    def await_response(self, msg: Message, until: float) -> Message | None:
+        """Read until the response to `msg` arrives, or None when `until` passes; everything
+        else that arrives meanwhile is kept in `unsolicited`."""
+        while True:
+            remaining = until - time.monotonic()
+            if remaining <= 0:
+                return None
+            reply = self.recv_raw(remaining)
+            if reply is None:
+                return None
+            try:
+                resp = parse(reply)
+            except StunError:
+                self.unsolicited.append(reply)
+                continue
+            if resp.transaction_id == msg.transaction_id and resp.cls in (CLASS_SUCCESS, CLASS_ERROR):
+                return resp
+            self.unsolicited.append(reply)
 
     def binding(self) -> Message:
         return self.transact(Message(BINDING, CLASS_REQUEST))
@@ -621,24 +627,12 @@ class StreamTurnClient(TurnClient):
         return self.framer.next_frame(timeout)
 
     def transact(self, msg: Message, key: bytes | None = None, fingerprint: bool = True) -> Message:
-        data = msg.encode(key=key, fingerprint=fingerprint)
-        self.send_raw(data)
-        deadline = time.monotonic() + self.timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise StunError(f"no response to method {msg.method:#x} within {self.timeout}s")
-            reply = self.recv_raw(remaining)
-            if reply is None:
-                continue
-            try:
-                resp = parse(reply)
-            except StunError:
-                self.unsolicited.append(reply)
-                continue
-            if resp.transaction_id == msg.transaction_id and resp.cls in (CLASS_SUCCESS, CLASS_ERROR):
-                return resp
-            self.unsolicited.append(reply)
+        # A stream is reliable: send once, then wait (no retransmissions).
+        self.send_raw(msg.encode(key=key, fingerprint=fingerprint))
+        resp = self.await_response(msg, until=time.monotonic() + self.timeout)
+        if resp is None:
+            raise StunError(f"no response to method {msg.method:#x} within {self.timeout}s")
+        return resp
 
     def allocate_tcp(self, lifetime: int | None = None) -> Message:
         """RFC 6062 Allocate with REQUESTED-TRANSPORT TCP."""

@@ -14,7 +14,6 @@ import signal
 import socket
 import struct
 import subprocess
-import threading
 import time
 import urllib.parse
 import urllib.request
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from peers import UdpEcho
 import stunclient
 from conftest import TRAVERSE_BIN, ServerOptions, launch
 from stunclient import TurnClient
@@ -32,36 +32,6 @@ ALTERNATE = ("127.0.0.1", 3479)
 
 # ---------------------------------------------------------------------------
 # Helpers
-
-
-class UdpEcho:
-    """A UDP echo peer on 127.0.0.1 (a thread): the far side of a relay."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-        self.address = self.sock.getsockname()[:2]
-        self.received = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data, source = self.sock.recvfrom(65535)
-            except (socket.timeout, TimeoutError):
-                continue
-            except OSError:
-                return
-            self.received += 1
-            self.sock.sendto(data, source)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.sock.close()
 
 
 @pytest.fixture
