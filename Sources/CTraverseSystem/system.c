@@ -134,3 +134,12 @@ int traverse_epoll_ready(int epfd, uint64_t *tokens, int max) {
     for (int i = 0; i < n; i++) tokens[i] = events[i].data.u64;
     return n;
 }
+
+int traverse_epoll_wait(int epfd, uint64_t *tokens, int max, int64_t timeout_ns) {
+    struct epoll_event events[256];
+    if (max > 256) max = 256;
+    struct timespec t = {.tv_sec = timeout_ns / 1000000000, .tv_nsec = timeout_ns % 1000000000};
+    int n = epoll_pwait2(epfd, events, max, &t, NULL);
+    for (int i = 0; i < n; i++) tokens[i] = events[i].data.u64;
+    return n;
+}

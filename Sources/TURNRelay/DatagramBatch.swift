@@ -79,26 +79,58 @@ final class ReceiveBatch {
 
 /// Outgoing datagrams collected during one receive batch and sent with `sendmmsg`, one call per
 /// run of datagrams that leave through the same socket.
+///
+/// With UDP GSO on, consecutive datagrams in such a run that go to the same destination with the
+/// same size (the last may be shorter) leave as one message with a UDP_SEGMENT size: the kernel
+/// walks its send path once for the whole run and splits it at the end. Video frames are sent as
+/// several equal-sized packets back to back, and a peer's burst to a client comes out of one
+/// receive batch in order, so these runs are common; the payloads stay where they are (one iovec
+/// per datagram), nothing is copied.
 final class SendBatch {
     let capacity: Int
     static let replySize = 2048
+    /// Most datagrams in one GSO message (the kernel's UDP_MAX_SEGMENTS is 64 or more).
+    static let maxSegments = 64
+    /// Most payload bytes in one GSO message (one IP packet's worth).
+    static let maxSegmentedBytes = 65_000
+    static let controlSize = 32
     let replies: UnsafeMutableRawPointer
     let addresses: UnsafeMutablePointer<sockaddr_storage>
     let iovecs: UnsafeMutablePointer<iovec>
     let headers: UnsafeMutablePointer<traverse_mmsghdr>
     let sockets: UnsafeMutablePointer<Int32>
+    /// The messages handed to `sendmmsg`: one per datagram, or one per GSO run.
+    let packed: UnsafeMutablePointer<traverse_mmsghdr>
+    /// The datagrams each packed message carries.
+    let packedDatagrams: UnsafeMutablePointer<Int>
+    /// The first queued datagram of each packed message.
+    let packedFirst: UnsafeMutablePointer<Int>
+    let control: UnsafeMutableRawPointer
     private(set) var count = 0
     /// Datagrams the kernel refused (counted as drops by the caller).
     var failed = 0
+    /// Whether runs to one destination are sent as GSO messages.
+    private(set) var segmentationOffload: Bool
+    /// GSO messages sent, and the datagrams they carried.
+    private(set) var segmentedSends: UInt64 = 0
+    private(set) var segmentedDatagrams: UInt64 = 0
 
-    init(capacity: Int) {
+    init(capacity: Int, segmentationOffload: Bool = true) {
         self.capacity = capacity
+        self.segmentationOffload = segmentationOffload
         replies = .allocate(byteCount: capacity * Self.replySize, alignment: 16)
         addresses = .allocate(capacity: capacity)
         iovecs = .allocate(capacity: capacity)
         headers = .allocate(capacity: capacity)
         sockets = .allocate(capacity: capacity)
+        packed = .allocate(capacity: capacity)
+        packedDatagrams = .allocate(capacity: capacity)
+        packedFirst = .allocate(capacity: capacity)
+        control = .allocate(byteCount: capacity * Self.controlSize, alignment: 16)
         headers.initialize(repeating: traverse_mmsghdr(), count: capacity)
+        packed.initialize(repeating: traverse_mmsghdr(), count: capacity)
+        packedDatagrams.initialize(repeating: 0, count: capacity)
+        packedFirst.initialize(repeating: 0, count: capacity)
         addresses.initialize(repeating: sockaddr_storage(), count: capacity)
         iovecs.initialize(repeating: iovec(), count: capacity)
         sockets.initialize(repeating: -1, count: capacity)
@@ -110,6 +142,10 @@ final class SendBatch {
         iovecs.deallocate()
         headers.deallocate()
         sockets.deallocate()
+        packed.deallocate()
+        packedDatagrams.deallocate()
+        packedFirst.deallocate()
+        control.deallocate()
     }
 
     /// The reply buffer of the next slot, for a response written in place.
@@ -143,6 +179,46 @@ final class SendBatch {
         enqueue(fd: fd, to: destination, bytes: buffer.baseAddress!, length: length)
     }
 
+    /// Whether queued datagrams `i` and `j` go to the same address.
+    @inline(__always) func sameDestination(_ i: Int, _ j: Int) -> Bool {
+        let length = headers[i].msg_hdr.msg_namelen
+        return length == headers[j].msg_hdr.msg_namelen && memcmp(addresses + i, addresses + j, Int(length)) == 0
+    }
+
+    /// Packs queued datagrams `start..<end` (one socket) into `packed`; returns how many messages.
+    @inline(__always) func pack(_ start: Int, _ end: Int) -> Int {
+        var messages = 0
+        var i = start
+        while i < end {
+            var j = i + 1
+            let segment = iovecs[i].iov_len
+            if segmentationOffload {
+                var total = segment
+                // Equal sizes, then at most one shorter datagram to end the run.
+                while j < end && j - i < Self.maxSegments && sameDestination(i, j) {
+                    let length = iovecs[j].iov_len
+                    if length > segment || total + length > Self.maxSegmentedBytes { break }
+                    total += length
+                    j += 1
+                    if length < segment { break }
+                }
+            }
+            packed[messages] = headers[i]
+            packedFirst[messages] = i
+            packedDatagrams[messages] = j - i
+            if j - i > 1 {
+                let c = control + messages * Self.controlSize
+                packed[messages].msg_hdr.msg_iovlen = j - i
+                packed[messages].msg_hdr.msg_control = c
+                packed[messages].msg_hdr.msg_controllen = traverse_cmsg_put_udp_segment(
+                    c, Self.controlSize, UInt16(segment))
+            }
+            messages += 1
+            i = j
+        }
+        return messages
+    }
+
     /// Sends everything queued.
     func flush() {
         var start = 0
@@ -150,19 +226,48 @@ final class SendBatch {
             let fd = sockets[start]
             var end = start + 1
             while end < count && sockets[end] == fd { end += 1 }
-            var offset = start
-            while offset < end {
-                let n = traverse_sendmmsg(fd, headers + offset, UInt32(end - offset), Int32(MSG_DONTWAIT))
-                if n <= 0 {
-                    // EAGAIN (buffer full) or a per-destination error: drop this one, go on.
-                    failed += 1
-                    offset += 1
-                } else {
+            let messages = pack(start, end)
+            var offset = 0
+            while offset < messages {
+                let n = traverse_sendmmsg(fd, packed + offset, UInt32(messages - offset), Int32(MSG_DONTWAIT))
+                if n > 0 {
+                    for k in offset..<offset + Int(n) where packedDatagrams[k] > 1 {
+                        segmentedSends &+= 1
+                        segmentedDatagrams &+= UInt64(packedDatagrams[k])
+                    }
                     offset += Int(n)
+                    continue
                 }
+                let error = errno
+                if packedDatagrams[offset] > 1 && error != EAGAIN && error != EWOULDBLOCK && error != ENOBUFS {
+                    // The run could not leave as one message (EIO: the device cannot offload;
+                    // EINVAL/EMSGSIZE: a segment does not fit the path MTU): send it datagram by
+                    // datagram, so each gets its own outcome, and stop offloading after EIO.
+                    if error == EIO { segmentationOffload = false }
+                    sendEach(fd, first: packedFirst[offset], count: packedDatagrams[offset])
+                } else {
+                    // EAGAIN (buffer full) or a per-destination error: drop this message, go on.
+                    failed += packedDatagrams[offset]
+                }
+                offset += 1
             }
             start = end
         }
         count = 0
+    }
+
+    /// Sends queued datagrams `first..<first+count` one by one.
+    private func sendEach(_ fd: Int32, first: Int, count: Int) {
+        var offset = first
+        let end = first + count
+        while offset < end {
+            let n = traverse_sendmmsg(fd, headers + offset, UInt32(end - offset), Int32(MSG_DONTWAIT))
+            if n <= 0 {
+                failed += 1
+                offset += 1
+            } else {
+                offset += Int(n)
+            }
+        }
     }
 }

@@ -113,7 +113,7 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
         self.logger = logger
         self.logger[metadataKey: "shard"] = "\(index)"
         rx = ReceiveBatch(capacity: configuration.batchSize, bufferSize: 2048 + Self.headroom, headroom: Self.headroom)
-        tx = SendBatch(capacity: configuration.batchSize * 2)
+        tx = SendBatch(capacity: configuration.batchSize * 2, segmentationOffload: configuration.segmentationOffload)
         random = UInt64.random(in: 1...UInt64.max)
         core = TURNServerCore(
             configuration: coreConfiguration, shared: shared, relays: self, nonceSecret: nonceSecret)
@@ -336,6 +336,9 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
         if d >= 0 { kernelDropsByFD[fd] = d }
     }
 
+    /// UDP GSO messages this shard sent, and the datagrams they carried.
+    public var segmentation: (sends: UInt64, datagrams: UInt64) { (tx.segmentedSends, tx.segmentedDatagrams) }
+
     /// Kernel drops on this shard's sockets so far.
     public var kernelDrops: Int64 { kernelDropsByFD.values.reduce(kernelDropsClosed, +) }
 
@@ -455,27 +458,44 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
         ports.release(endpoint.address.family, endpoint.address.port)
     }
 
-    /// Serves every UDP socket the epoll set reports readable, a bounded number of rounds.
+    /// Serves every UDP socket the epoll set reports readable; then, while datagrams keep coming
+    /// within `pollLingerMicroseconds` of each other, keeps serving them for up to
+    /// `pollLingerBudgetMilliseconds` before returning the queue to Dispatch.
     func drainReadySockets() {
         assertOnQueue()
-        for _ in 0..<8 {
-            let n = Int(traverse_epoll_ready(poller, readyTokens, Int32(Self.pollBatch)))
+        let lingerNs = Int64(configuration.pollLingerMicroseconds) * 1000
+        let budgetMs = configuration.pollLingerBudgetMilliseconds
+        let started = lingerNs > 0 ? Clock.monotonicMilliseconds() : 0
+        var n = Int(traverse_epoll_ready(poller, readyTokens, Int32(Self.pollBatch)))
+        var fullRounds = 0
+        while true {
+            if n > 0 { serveReady(n) }
+            if n == Self.pollBatch && fullRounds < 8 {
+                fullRounds += 1
+                n = Int(traverse_epoll_ready(poller, readyTokens, Int32(Self.pollBatch)))
+                continue
+            }
+            if lingerNs == 0 || Clock.monotonicMilliseconds() &- started >= budgetMs { return }
+            n = Int(traverse_epoll_wait(poller, readyTokens, Int32(Self.pollBatch), lingerNs))
             if n <= 0 { return }
-            for i in 0..<n {
-                let token = readyTokens[i]
-                if token & Self.listenerToken != 0 {
-                    let index = Int(token & 0xFFFF_FFFF)
-                    if index < listeners.count { drainListener(listeners[index]) }
-                } else {
-                    let fd = Int32(bitPattern: UInt32(truncatingIfNeeded: token))
-                    let slot = Int(token >> 32)
-                    // The socket may have closed earlier in this batch (and its number been reused).
-                    if let socket = relaySockets[fd], socket.slot == slot, socket.source == nil {
-                        drainRelay(fd: fd, slot: slot)
-                    }
+            fullRounds = 0
+        }
+    }
+
+    @inline(__always) func serveReady(_ n: Int) {
+        for i in 0..<n {
+            let token = readyTokens[i]
+            if token & Self.listenerToken != 0 {
+                let index = Int(token & 0xFFFF_FFFF)
+                if index < listeners.count { drainListener(listeners[index]) }
+            } else {
+                let fd = Int32(bitPattern: UInt32(truncatingIfNeeded: token))
+                let slot = Int(token >> 32)
+                // The socket may have closed earlier in this batch (and its number been reused).
+                if let socket = relaySockets[fd], socket.slot == slot, socket.source == nil {
+                    drainRelay(fd: fd, slot: slot)
                 }
             }
-            if n < Self.pollBatch { return }
         }
     }
 

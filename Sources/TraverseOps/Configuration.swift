@@ -26,6 +26,8 @@ public struct TraverseConfiguration: Sendable {
     /// too (the zero-setup server), none otherwise.
     public var tlsListen: [TransportAddress]? = nil
     public var shards = 0
+    public var udpGSO = true
+    public var pollLingerMicroseconds = 500
     public var software: String? = nil
     public var stateDirectory = ".traverse"
     // [log]
@@ -92,6 +94,8 @@ public struct TraverseConfiguration: Sendable {
         var r = RelayConfiguration()
         r.listen = listen
         r.shards = shards
+        r.segmentationOffload = udpGSO
+        r.pollLingerMicroseconds = pollLingerMicroseconds
         r.relayAddresses = relayAddresses
         r.portRange = portRange
         r.logFullAddresses = !redactAddresses

@@ -29,6 +29,9 @@ public final class TraverseMetrics: Sendable {
         public var freePorts: [AddressFamily: Int] = [:]
         /// Kernel receive-queue drops so far.
         public var kernelDrops: Int64 = 0
+        /// UDP GSO messages sent so far, and the datagrams they carried.
+        public var segmentedSends: UInt64 = 0
+        public var segmentedDatagrams: UInt64 = 0
         /// Process CPU seconds so far.
         public var cpuSeconds: Double?
         /// Resident set size.
@@ -46,6 +49,8 @@ public final class TraverseMetrics: Sendable {
         var counters = CoreCounters()
         var streams = StreamCounters()
         var kernelDrops: Int64 = 0
+        var segmentedSends: UInt64 = 0
+        var segmentedDatagrams: UInt64 = 0
         var cpuSeconds = 0.0
     }
 
@@ -68,6 +73,8 @@ public final class TraverseMetrics: Sendable {
     private let draining: CoreMetrics.Gauge
     private let load: CoreMetrics.Gauge
     private let kernelDrops: CoreMetrics.Counter
+    private let segmentedSends: CoreMetrics.Counter
+    private let segmentedDatagrams: CoreMetrics.Counter
     private let cpu: CoreMetrics.FloatingPointCounter
     private let rss: CoreMetrics.Gauge
     private let durations: CoreMetrics.Timer
@@ -121,6 +128,9 @@ public final class TraverseMetrics: Sendable {
         draining = gauge("traverse_draining")
         load = gauge("traverse_load_score")
         kernelDrops = CoreMetrics.Counter(label: "traverse_kernel_socket_drops_total", dimensions: [], factory: factory)
+        segmentedSends = CoreMetrics.Counter(label: "traverse_udp_gso_sends_total", dimensions: [], factory: factory)
+        segmentedDatagrams = CoreMetrics.Counter(
+            label: "traverse_udp_gso_datagrams_total", dimensions: [], factory: factory)
         cpu = CoreMetrics.FloatingPointCounter(label: "process_cpu_seconds_total", dimensions: [], factory: factory)
         rss = gauge("process_resident_memory_bytes")
         durations = CoreMetrics.Timer(label: "traverse_allocation_duration_seconds", dimensions: [], factory: factory)
@@ -189,6 +199,13 @@ public final class TraverseMetrics: Sendable {
             if snapshot.kernelDrops > last.kernelDrops {
                 kernelDrops.increment(by: snapshot.kernelDrops - last.kernelDrops)
                 last.kernelDrops = snapshot.kernelDrops
+            }
+            if snapshot.segmentedSends > last.segmentedSends {
+                segmentedSends.increment(by: Int64(clamping: snapshot.segmentedSends - last.segmentedSends))
+                segmentedDatagrams.increment(
+                    by: Int64(clamping: snapshot.segmentedDatagrams - last.segmentedDatagrams))
+                last.segmentedSends = snapshot.segmentedSends
+                last.segmentedDatagrams = snapshot.segmentedDatagrams
             }
             if let c = snapshot.cpuSeconds, c > last.cpuSeconds {
                 cpu.increment(by: c - last.cpuSeconds)

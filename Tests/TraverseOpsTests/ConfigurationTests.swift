@@ -11,6 +11,8 @@ struct ConfigurationFileTests {
         listen = ["127.0.0.1:3479", "[::1]:3480"]
         tls_listen = ["127.0.0.1:5349"]
         shards = 3
+        udp_gso = false
+        poll_linger_us = 250
         software = "Traverse"
         state_directory = "/var/lib/traverse"
 
@@ -108,6 +110,8 @@ struct ConfigurationFileTests {
         let relay = c.relayConfiguration()
         #expect(relay.portRange == 50000...50100)
         #expect(relay.shards == 3)
+        #expect(!relay.segmentationOffload)
+        #expect(relay.pollLingerMicroseconds == 250)
         #expect(relay.logFullAddresses)
     }
 
@@ -168,6 +172,8 @@ struct ConfigurationFileTests {
             ("[log]\nformat = \"xml\"", "log.format"),
             ("[log]\nredact_addresses = \"yes\"", "log.redact_addresses"),
             ("[server]\nshards = -1", "server.shards"),
+            ("[server]\npoll_linger_us = 20000", "server.poll_linger_us"),
+            ("[server]\nudp_gso = 1", "server.udp_gso"),
             ("[limits]\nmax_allocations = -5", "limits.max_allocations"),
             ("[limits]\nmax_allocations_per_user = 0", "limits.max_allocations_per_user"),
             ("[limits]\nbandwidth_per_allocation = -1", "limits.bandwidth_per_allocation"),

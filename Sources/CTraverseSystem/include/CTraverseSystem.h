@@ -72,4 +72,8 @@ int traverse_epoll_remove(int epfd, int fd);
 /// Ready tokens without waiting: fills up to `max` (at most 256) and returns how many.
 int traverse_epoll_ready(int epfd, uint64_t *tokens, int max);
 
+/// Like traverse_epoll_ready, but sleeps up to `timeout_ns` for the first ready socket
+/// (epoll_pwait2). Returns 0 when none became ready in time, -1 with errno on failure.
+int traverse_epoll_wait(int epfd, uint64_t *tokens, int max, int64_t timeout_ns);
+
 #endif
