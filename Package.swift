@@ -38,6 +38,9 @@ let package = Package(
         .target(name: "CTraverseSystem"),
         .target(name: "CTraverseCrypto", dependencies: ["COpenSSL"]),
         .target(name: "CTraverseTLS", dependencies: ["COpenSSL"]),
+        // libsrtp's AES-ICM and HMAC-SHA1 redone with OpenSSL: Debian's libsrtp2 uses NSS, which
+        // creates a PKCS #11 context per packet and made the load generator its own bottleneck.
+        .target(name: "CSRTPCrypto", dependencies: ["COpenSSL", "CSRTP"]),
 
         // Pure STUN/TURN wire format: no I/O, no Foundation.
         .target(name: "STUNCodec", dependencies: ["CTraverseCrypto"]),
@@ -77,7 +80,7 @@ let package = Package(
         .target(
             name: "TraverseLoad",
             dependencies: [
-                "STUNCodec", "CSRTP", "CTraverseSystem",
+                "STUNCodec", "CSRTP", "CSRTPCrypto", "CTraverseSystem",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
         ),
@@ -97,7 +100,7 @@ let package = Package(
                 "TURNRelay", "TURNCore", "STUNCodec", "TraverseOps", .product(name: "Logging", package: "swift-log"),
             ]),
         .testTarget(name: "TraverseOpsTests", dependencies: ["TraverseOps", "TURNCore", "STUNCodec"]),
-        .testTarget(name: "TraverseLoadTests", dependencies: ["TraverseLoad", "STUNCodec", "CSRTP"]),
+        .testTarget(name: "TraverseLoadTests", dependencies: ["TraverseLoad", "STUNCodec", "CSRTP", "CSRTPCrypto"]),
     ]
 )
 

@@ -1,4 +1,5 @@
 internal import CSRTP
+internal import CSRTPCrypto
 import Synchronization
 
 /// What `SRTPSession.unprotect` found.
@@ -37,19 +38,31 @@ public final class SRTPSession {
     /// Extra space a protected packet may need (the tag, plus libsrtp's maximum trailer).
     public static let maxTrailer = Int(SRTP_MAX_TRAILER_LEN)
 
-    private static let initialised: Mutex<Int32?> = Mutex(nil)
+    private static let initialised: Mutex<Result<Void, SRTPError>?> = Mutex(nil)
 
     private var session: srtp_t?
 
-    /// Initialises libsrtp once per process.
+    /// Initialises libsrtp once per process, then replaces its AES-ICM and HMAC-SHA1 with the
+    /// OpenSSL ones of CSRTPCrypto (Debian's libsrtp2 uses NSS, which sets up a PKCS #11 context
+    /// per packet). libsrtp accepts a replacement only after its known-answer self test passes.
     public static func initialise() throws(SRTPError) {
-        let status = initialised.withLock { state -> Int32 in
+        let result = initialised.withLock { state -> Result<Void, SRTPError> in
             if let s = state { return s }
-            let s = Int32(srtp_init().rawValue)
+            let s = initialiseOnce()
             state = s
             return s
         }
-        guard status == 0 else { throw SRTPError(status: status, operation: "srtp_init") }
+        try result.get()
+    }
+
+    private static func initialiseOnce() -> Result<Void, SRTPError> {
+        let status = Int32(srtp_init().rawValue)
+        guard status == 0 else { return .failure(SRTPError(status: status, operation: "srtp_init")) }
+        let replaced = traverse_srtp_use_openssl()
+        guard replaced == 0 else {
+            return .failure(SRTPError(status: replaced, operation: "srtp_replace (OpenSSL crypto)"))
+        }
+        return .success(())
     }
 
     /// Creates a session. `key` is the 30-byte master key and salt; `inbound` selects unprotect;
