@@ -71,6 +71,11 @@ final class ReceiveBatch {
     /// Whether message `i` was cut short by the buffer.
     @inline(__always) func truncated(_ i: Int) -> Bool { headers[i].msg_hdr.msg_flags & Int32(MSG_TRUNC) != 0 }
 
+    /// The segment size of message `i` when UDP GRO merged several datagrams into it, or 0.
+    @inline(__always) func groSegmentSize(_ i: Int) -> Int {
+        withUnsafePointer(to: &headers[i].msg_hdr) { Int(traverse_cmsg_gro_segment_size($0)) }
+    }
+
     /// The kernel's cumulative drop count reported with message `i` (SO_RXQ_OVFL), or -1.
     @inline(__always) func kernelDrops(_ i: Int) -> Int64 {
         withUnsafePointer(to: &headers[i].msg_hdr) { traverse_cmsg_rxq_overflow($0) }
@@ -80,23 +85,34 @@ final class ReceiveBatch {
 /// Outgoing datagrams collected during one receive batch and sent with `sendmmsg`, one call per
 /// run of datagrams that leave through the same socket.
 ///
+/// A datagram is one to three iovecs: its bytes where they already are (a receive buffer with the
+/// header written into its headroom, or a reply buffer), or a header written into the entry's own
+/// header slot, the payload where it was received, and zero padding. Nothing is copied.
+///
 /// With UDP GSO on, consecutive datagrams in such a run that go to the same destination with the
 /// same size (the last may be shorter) leave as one message with a UDP_SEGMENT size: the kernel
 /// walks its send path once for the whole run and splits it at the end. Video frames are sent as
 /// several equal-sized packets back to back, and a peer's burst to a client comes out of one
-/// receive batch in order, so these runs are common; the payloads stay where they are (one iovec
-/// per datagram), nothing is copied.
+/// receive batch in order, so these runs are common.
 final class SendBatch {
     let capacity: Int
     static let replySize = 2048
+    /// Bytes of a header slot: a Data indication header with an IPv6 XOR-PEER-ADDRESS fits.
+    static let headerSlotSize = 64
     /// Most datagrams in one GSO message (the kernel's UDP_MAX_SEGMENTS is 64 or more).
     static let maxSegments = 64
     /// Most payload bytes in one GSO message (one IP packet's worth).
     static let maxSegmentedBytes = 65_000
     static let controlSize = 32
     let replies: UnsafeMutableRawPointer
+    let headerSlots: UnsafeMutableRawPointer
+    /// Four zero bytes: the padding iovec of Data indications whose payload is not 4-aligned.
+    let zeros: UnsafeMutableRawPointer
     let addresses: UnsafeMutablePointer<sockaddr_storage>
     let iovecs: UnsafeMutablePointer<iovec>
+    /// The first iovec of each queued datagram, and its length in bytes.
+    let firstIovec: UnsafeMutablePointer<Int>
+    let lengths: UnsafeMutablePointer<Int>
     let headers: UnsafeMutablePointer<traverse_mmsghdr>
     let sockets: UnsafeMutablePointer<Int32>
     /// The messages handed to `sendmmsg`: one per datagram, or one per GSO run.
@@ -107,6 +123,7 @@ final class SendBatch {
     let packedFirst: UnsafeMutablePointer<Int>
     let control: UnsafeMutableRawPointer
     private(set) var count = 0
+    private var iovecCount = 0
     /// Datagrams the kernel refused (counted as drops by the caller).
     var failed = 0
     /// Whether runs to one destination are sent as GSO messages.
@@ -119,8 +136,13 @@ final class SendBatch {
         self.capacity = capacity
         self.segmentationOffload = segmentationOffload
         replies = .allocate(byteCount: capacity * Self.replySize, alignment: 16)
+        headerSlots = .allocate(byteCount: capacity * Self.headerSlotSize, alignment: 16)
+        zeros = .allocate(byteCount: 4, alignment: 4)
+        zeros.initializeMemory(as: UInt8.self, repeating: 0, count: 4)
         addresses = .allocate(capacity: capacity)
-        iovecs = .allocate(capacity: capacity)
+        iovecs = .allocate(capacity: capacity * 3)
+        firstIovec = .allocate(capacity: capacity)
+        lengths = .allocate(capacity: capacity)
         headers = .allocate(capacity: capacity)
         sockets = .allocate(capacity: capacity)
         packed = .allocate(capacity: capacity)
@@ -131,15 +153,21 @@ final class SendBatch {
         packed.initialize(repeating: traverse_mmsghdr(), count: capacity)
         packedDatagrams.initialize(repeating: 0, count: capacity)
         packedFirst.initialize(repeating: 0, count: capacity)
+        firstIovec.initialize(repeating: 0, count: capacity)
+        lengths.initialize(repeating: 0, count: capacity)
         addresses.initialize(repeating: sockaddr_storage(), count: capacity)
-        iovecs.initialize(repeating: iovec(), count: capacity)
+        iovecs.initialize(repeating: iovec(), count: capacity * 3)
         sockets.initialize(repeating: -1, count: capacity)
     }
 
     deinit {
         replies.deallocate()
+        headerSlots.deallocate()
+        zeros.deallocate()
         addresses.deallocate()
         iovecs.deallocate()
+        firstIovec.deallocate()
+        lengths.deallocate()
         headers.deallocate()
         sockets.deallocate()
         packed.deallocate()
@@ -154,21 +182,56 @@ final class SendBatch {
         return UnsafeMutableRawBufferPointer(start: replies + count * Self.replySize, count: Self.replySize)
     }
 
-    /// Queues `length` bytes at `bytes` to `destination` through `fd`. The bytes must stay valid
-    /// until the next `flush()` (they point into the receive batch or the reply buffers).
-    @inline(__always)
-    func enqueue(fd: Int32, to destination: TransportAddress, bytes: UnsafeRawPointer, length: Int) {
+    /// The header slot of the next datagram, for `enqueue(fd:to:headerLength:payload:length:padding:)`.
+    @inline(__always) var nextHeaderSlot: UnsafeMutableRawPointer {
+        if count == capacity { flush() }
+        return headerSlots + count * Self.headerSlotSize
+    }
+
+    /// Starts datagram `count` to `destination` through `fd`; its iovecs follow.
+    @inline(__always) private func begin(fd: Int32, to destination: TransportAddress) -> Int {
         if count == capacity { flush() }
         let i = count
-        iovecs[i].iov_base = UnsafeMutableRawPointer(mutating: bytes)
-        iovecs[i].iov_len = length
+        firstIovec[i] = iovecCount
         let nameLength = SocketAddress.write(destination, to: addresses + i)
         headers[i].msg_hdr = msghdr()
         headers[i].msg_hdr.msg_name = UnsafeMutableRawPointer(addresses + i)
         headers[i].msg_hdr.msg_namelen = nameLength
-        headers[i].msg_hdr.msg_iov = iovecs + i
-        headers[i].msg_hdr.msg_iovlen = 1
+        headers[i].msg_hdr.msg_iov = iovecs + iovecCount
         sockets[i] = fd
+        return i
+    }
+
+    @inline(__always) private func append(_ base: UnsafeRawPointer, _ length: Int) {
+        iovecs[iovecCount].iov_base = UnsafeMutableRawPointer(mutating: base)
+        iovecs[iovecCount].iov_len = length
+        iovecCount += 1
+    }
+
+    /// Queues `length` bytes at `bytes` to `destination` through `fd`. The bytes must stay valid
+    /// until the next `flush()` (they point into the receive batch or the reply buffers).
+    @inline(__always)
+    func enqueue(fd: Int32, to destination: TransportAddress, bytes: UnsafeRawPointer, length: Int) {
+        let i = begin(fd: fd, to: destination)
+        append(bytes, length)
+        headers[i].msg_hdr.msg_iovlen = 1
+        lengths[i] = length
+        count += 1
+    }
+
+    /// Queues a datagram made of the `headerLength` bytes written into `nextHeaderSlot`, then
+    /// `length` payload bytes at `payload` (valid until the next `flush()`), then `padding` zeros.
+    @inline(__always)
+    func enqueue(
+        fd: Int32, to destination: TransportAddress, headerLength: Int, payload: UnsafeRawPointer, length: Int,
+        padding: Int
+    ) {
+        let i = begin(fd: fd, to: destination)
+        append(headerSlots + i * Self.headerSlotSize, headerLength)
+        append(payload, length)
+        if padding > 0 { append(zeros, padding) }
+        headers[i].msg_hdr.msg_iovlen = padding > 0 ? 3 : 2
+        lengths[i] = headerLength + length + padding
         count += 1
     }
 
@@ -191,12 +254,12 @@ final class SendBatch {
         var i = start
         while i < end {
             var j = i + 1
-            let segment = iovecs[i].iov_len
+            let segment = lengths[i]
             if segmentationOffload {
                 var total = segment
                 // Equal sizes, then at most one shorter datagram to end the run.
                 while j < end && j - i < Self.maxSegments && sameDestination(i, j) {
-                    let length = iovecs[j].iov_len
+                    let length = lengths[j]
                     if length > segment || total + length > Self.maxSegmentedBytes { break }
                     total += length
                     j += 1
@@ -207,8 +270,11 @@ final class SendBatch {
             packedFirst[messages] = i
             packedDatagrams[messages] = j - i
             if j - i > 1 {
+                // The run's iovecs are consecutive: the kernel cuts their concatenation every
+                // `segment` bytes, which is exactly where one datagram ends and the next begins.
                 let c = control + messages * Self.controlSize
-                packed[messages].msg_hdr.msg_iovlen = j - i
+                let endIovec = j < count ? firstIovec[j] : iovecCount
+                packed[messages].msg_hdr.msg_iovlen = endIovec - firstIovec[i]
                 packed[messages].msg_hdr.msg_control = c
                 packed[messages].msg_hdr.msg_controllen = traverse_cmsg_put_udp_segment(
                     c, Self.controlSize, UInt16(segment))
@@ -254,6 +320,7 @@ final class SendBatch {
             start = end
         }
         count = 0
+        iovecCount = 0
     }
 
     /// Sends queued datagrams `first..<first+count` one by one.

@@ -2,6 +2,10 @@ import STUNCodec
 import Synchronization
 import TURNCore
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// The relay port range, shared by all shards: which ports are in use, per address family, and
 /// which are held by an RFC 8656 EVEN-PORT reservation. Touched only when allocations are made
 /// or end, never per packet.
@@ -10,6 +14,9 @@ final class PortPool: Sendable {
         var family: AddressFamily
         var port: UInt16
         var expiry: UInt64
+        /// The reserved port's socket, bound when the reservation was made so that no other
+        /// process can take the port before the client redeems it; -1 until attached.
+        var socket: Int32 = -1
     }
     struct State {
         var used: [AddressFamily: Set<UInt16>] = [:]
@@ -58,11 +65,32 @@ final class PortPool: Sendable {
         }
     }
 
-    /// Redeems a reservation token: the reserved port, now owned by the caller.
-    func redeem(_ token: UInt64, now: UInt64) -> (AddressFamily, UInt16)? {
+    /// Keeps the bound socket of the port reserved under `token` until it is redeemed or expires.
+    func attach(socket: Int32, to token: UInt64) {
+        state.withLock { $0.reservations[token]?.socket = socket }
+    }
+
+    /// Drops a reservation whose port could not be bound (another process holds it): the port
+    /// goes back to the pool.
+    func cancel(_ token: UInt64) {
         state.withLock { s in
-            guard let r = s.reservations.removeValue(forKey: token), r.expiry > now else { return nil }
-            return (r.family, r.port)
+            guard let r = s.reservations.removeValue(forKey: token) else { return }
+            s.used[r.family]?.remove(r.port)
+            if r.socket >= 0 { close(r.socket) }
+        }
+    }
+
+    /// Redeems a reservation token: the reserved port and its bound socket, now owned by the
+    /// caller. An expired token gives nil (its port is freed).
+    func redeem(_ token: UInt64, now: UInt64) -> (AddressFamily, UInt16, Int32)? {
+        state.withLock { s in
+            guard let r = s.reservations.removeValue(forKey: token) else { return nil }
+            guard r.expiry > now else {
+                s.used[r.family]?.remove(r.port)
+                if r.socket >= 0 { close(r.socket) }
+                return nil
+            }
+            return (r.family, r.port, r.socket)
         }
     }
 
@@ -77,6 +105,7 @@ final class PortPool: Sendable {
             for (token, r) in s.reservations where r.expiry <= now {
                 s.reservations[token] = nil
                 s.used[r.family]?.remove(r.port)
+                if r.socket >= 0 { close(r.socket) }
             }
         }
     }

@@ -16,6 +16,8 @@ public struct RelayConfiguration: Sendable {
     public var batchSize = 64
     /// Send runs of equal-sized datagrams to one destination as one UDP GSO message.
     public var segmentationOffload = true
+    /// Let the kernel merge a peer's burst into one receive on relay sockets (UDP GRO).
+    public var receiveOffload = true
     /// After serving a wakeup, a shard waits this long (microseconds) for more datagrams before
     /// handing its queue back to Dispatch (0: return at once). Under steady traffic this turns two
     /// thread hand-offs per wakeup (Dispatch's event thread, then a worker) into one direct wakeup;
@@ -42,6 +44,35 @@ public struct RelayConfiguration: Sendable {
         if let ip = relayAddresses.first(where: { $0.family == family }) { return ip }
         if !relayAddresses.isEmpty { return nil }
         return listen.first { $0.family == family }?.ip
+    }
+}
+
+/// UDP offload counters of the data path: GSO messages sent (runs of datagrams to one
+/// destination leaving as one message) and GRO messages received on relay sockets (a peer's
+/// burst arriving as one), each with the datagrams they carried.
+public struct OffloadCounters: Sendable, Equatable {
+    public var segmentedSends: UInt64 = 0
+    public var segmentedDatagrams: UInt64 = 0
+    public var mergedReceives: UInt64 = 0
+    public var mergedDatagrams: UInt64 = 0
+
+    public init(
+        segmentedSends: UInt64 = 0, segmentedDatagrams: UInt64 = 0, mergedReceives: UInt64 = 0,
+        mergedDatagrams: UInt64 = 0
+    ) {
+        self.segmentedSends = segmentedSends
+        self.segmentedDatagrams = segmentedDatagrams
+        self.mergedReceives = mergedReceives
+        self.mergedDatagrams = mergedDatagrams
+    }
+
+    /// The sum of two shards' counters.
+    public static func + (a: Self, b: Self) -> Self {
+        Self(
+            segmentedSends: a.segmentedSends &+ b.segmentedSends,
+            segmentedDatagrams: a.segmentedDatagrams &+ b.segmentedDatagrams,
+            mergedReceives: a.mergedReceives &+ b.mergedReceives,
+            mergedDatagrams: a.mergedDatagrams &+ b.mergedDatagrams)
     }
 }
 

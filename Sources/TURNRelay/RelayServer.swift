@@ -160,12 +160,9 @@ public final class RelayServer: @unchecked Sendable {
     /// Allocations held across all shards.
     public var allocationCount: Int { shared.allocationCount }
 
-    /// UDP GSO messages sent on all shards, and the datagrams they carried.
-    public func segmentation() -> (sends: UInt64, datagrams: UInt64) {
-        shards.reduce((UInt64(0), UInt64(0))) { sum, shard in
-            let s = shard.queue.sync { shard.segmentation }
-            return (sum.0 &+ s.sends, sum.1 &+ s.datagrams)
-        }
+    /// UDP GSO and GRO counters of all shards.
+    public func offloadCounters() -> OffloadCounters {
+        shards.reduce(OffloadCounters()) { sum, shard in sum + shard.queue.sync { shard.offload } }
     }
 
     /// Kernel receive-queue drops on all sockets.

@@ -58,7 +58,17 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
     /// The allocation slot of each TCP relay listening socket.
     var relaySlots: [Int32: Int] = [:]
     let rx: ReceiveBatch
+    /// Receive buffers for relay sockets: 64 KiB each when UDP GRO may merge a peer's burst into
+    /// one message, otherwise the listeners' `rx`.
+    let relayRx: ReceiveBatch
+    /// The largest datagram relayed either way (what a listener's receive buffer holds).
+    let maxDatagram: Int
+    /// Contiguous room for one framed segment to a stream client (header, payload, padding).
+    let streamScratch: UnsafeMutableRawPointer
     let tx: SendBatch
+    /// UDP GRO messages received on relay sockets, and the datagrams they held.
+    var mergedReceives: UInt64 = 0
+    var mergedDatagrams: UInt64 = 0
     var sweepTimer: (any DispatchSourceTimer)?
     var random: UInt64
     /// Kernel drops seen on each socket (cumulative, from SO_RXQ_OVFL).
@@ -113,6 +123,13 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
         self.logger = logger
         self.logger[metadataKey: "shard"] = "\(index)"
         rx = ReceiveBatch(capacity: configuration.batchSize, bufferSize: 2048 + Self.headroom, headroom: Self.headroom)
+        relayRx =
+            configuration.receiveOffload
+            ? ReceiveBatch(
+                capacity: min(configuration.batchSize, 32), bufferSize: 65_536 + Self.headroom, headroom: Self.headroom)
+            : rx
+        maxDatagram = 2048 - 4
+        streamScratch = .allocate(byteCount: 2048 + Self.headroom + 4, alignment: 16)
         tx = SendBatch(capacity: configuration.batchSize * 2, segmentationOffload: configuration.segmentationOffload)
         random = UInt64.random(in: 1...UInt64.max)
         core = TURNServerCore(
@@ -331,13 +348,17 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
         }
     }
 
-    func noteKernelDrops(_ fd: Int32, _ n: Int) {
-        let d = rx.kernelDrops(n - 1)
+    func noteKernelDrops(_ fd: Int32, _ n: Int, _ batch: ReceiveBatch? = nil) {
+        let d = (batch ?? rx).kernelDrops(n - 1)
         if d >= 0 { kernelDropsByFD[fd] = d }
     }
 
-    /// UDP GSO messages this shard sent, and the datagrams they carried.
-    public var segmentation: (sends: UInt64, datagrams: UInt64) { (tx.segmentedSends, tx.segmentedDatagrams) }
+    /// UDP GSO messages this shard sent and GRO messages it received, with their datagrams.
+    public var offload: OffloadCounters {
+        OffloadCounters(
+            segmentedSends: tx.segmentedSends, segmentedDatagrams: tx.segmentedDatagrams,
+            mergedReceives: mergedReceives, mergedDatagrams: mergedDatagrams)
+    }
 
     /// Kernel drops on this shard's sockets so far.
     public var kernelDrops: Int64 { kernelDropsByFD.values.reduce(kernelDropsClosed, +) }
@@ -387,11 +408,13 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
         for _ in 0..<32 {
             var port: UInt16
             var token: UInt64? = nil
+            var heldSocket: Int32 = -1
             if let reserved = request.reservationToken {
-                guard let (family, p) = ports.redeem(reserved, now: t), family == request.family else {
+                guard let (family, p, held) = ports.redeem(reserved, now: t), family == request.family else {
                     return .failed(code: 508)
                 }
                 port = p
+                heldSocket = held
             } else {
                 guard
                     let (p, newToken) = ports.take(
@@ -410,16 +433,33 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
                 }
             }
             do {
-                let fd = try Sockets.open(request.family, type: Int32(SOCK_DGRAM.rawValue))
-                do {
-                    try Sockets.bind(fd, address)
-                } catch {
-                    close(fd)
-                    if request.reservationToken != nil { return .failed(code: 508) }
-                    continue  // taken by another process: try another port (this one stays marked used)
+                let fd: Int32
+                if heldSocket >= 0 {
+                    fd = heldSocket
+                } else {
+                    fd = try Sockets.open(request.family, type: Int32(SOCK_DGRAM.rawValue))
+                    do {
+                        try Sockets.bind(fd, address)
+                    } catch {
+                        close(fd)
+                        if request.reservationToken != nil { return .failed(code: 508) }
+                        if let token { ports.cancel(token) }
+                        continue  // taken by another process: try another port (this one stays marked used)
+                    }
+                }
+                if let token {
+                    // Bind the reserved port now, so that nobody else can take it before the
+                    // client redeems the token; if somebody has it already, pick another pair.
+                    guard let reservedSocket = bindReservedPort(TransportAddress(ip: ip, port: port + 1)) else {
+                        close(fd)
+                        ports.cancel(token)
+                        continue
+                    }
+                    ports.attach(socket: reservedSocket, to: token)
                 }
                 Sockets.tuneDatagramSocket(fd, bufferBytes: configuration.socketBufferBytes)
                 traverse_enable_recverr(fd, Sockets.family(request.family))
+                if configuration.receiveOffload { traverse_enable_udp_gro(fd) }
                 if request.dontFragment { traverse_set_dont_fragment(fd, Sockets.family(request.family), 1) }
                 let endpoint = RelayEndpoint(handle: fd, address: address)
                 relaySockets[fd] = RelaySocket(source: nil, endpoint: endpoint, slot: request.slot)
@@ -432,6 +472,18 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
             }
         }
         return .failed(code: 508)
+    }
+
+    /// A bound UDP socket on `address` held for an EVEN-PORT reservation, or nil if the port is taken.
+    func bindReservedPort(_ address: TransportAddress) -> Int32? {
+        guard let fd = try? Sockets.open(address.family, type: Int32(SOCK_DGRAM.rawValue)) else { return nil }
+        do {
+            try Sockets.bind(fd, address)
+            return fd
+        } catch {
+            close(fd)
+            return nil
+        }
     }
 
     public func startConnect(slot: Int, relay: RelayEndpoint, peer: TransportAddress, transactionID: STUNTransactionID)
@@ -503,6 +555,7 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
     func drainRelay(fd: Int32, slot: Int) {
         assertOnQueue()
         let t = now()
+        let rx = relayRx
         for _ in 0..<16 {
             let n = rx.receive(fd)
             if n < 0 {
@@ -510,19 +563,81 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
                 break
             }
             if n == 0 { break }
-            noteKernelDrops(fd, n)
+            noteKernelDrops(fd, n, rx)
             for i in 0..<n {
                 guard let peer = SocketAddress.read(rx.addresses + i) else { continue }
+                let length = rx.length(i)
+                let segment = rx.groSegmentSize(i)
                 if rx.truncated(i) {
                     core.counters.drop(.oversizedDatagram)
-                    continue
+                } else if segment > 0 && segment < length {
+                    forwardMerged(payload: rx.payload(i), length: length, segment: segment, from: peer, slot: slot, t)
+                } else if length > maxDatagram {
+                    core.counters.drop(.oversizedDatagram)
+                } else {
+                    forwardToClient(payload: rx.payload(i), length: length, from: peer, slot: slot, t)
                 }
-                forwardToClient(payload: rx.payload(i), length: rx.length(i), from: peer, slot: slot, t)
             }
             tx.flush()
             if n < rx.capacity { break }
         }
         finishBatch()
+    }
+
+    /// Relays the datagrams UDP GRO merged into one message (a peer's burst): each is framed
+    /// with a header of its own in the send batch's header slots, the payloads stay in place.
+    func forwardMerged(
+        payload: UnsafeMutableRawPointer, length: Int, segment: Int, from peer: TransportAddress, slot: Int,
+        _ t: CoreTime
+    ) {
+        mergedReceives &+= 1
+        var offset = 0
+        while offset < length {
+            let size = min(segment, length - offset)
+            mergedDatagrams &+= 1
+            if size > maxDatagram {
+                core.counters.drop(.oversizedDatagram)
+            } else {
+                forwardSegment(payload: payload + offset, length: size, from: peer, slot: slot, t)
+            }
+            offset += size
+        }
+    }
+
+    /// Frames one datagram of a merged burst to its client without touching the bytes around it.
+    @inline(__always)
+    func forwardSegment(
+        payload: UnsafeMutableRawPointer, length: Int, from peer: TransportAddress, slot: Int, _ t: CoreTime
+    ) {
+        let route = core.routePeerData(slot: slot, from: peer, length: length, now: t)
+        let ft: FiveTuple
+        switch route {
+        case .drop: return
+        case .channel(_, let f), .indication(let f): ft = f
+        }
+        if ft.transport == .udp {
+            guard let fd = listenerFD(for: ft.server) else { return }
+            let header = tx.nextHeaderSlot
+            let headerLength: Int
+            var padding = 0
+            if case .channel(let number, _) = route {
+                ChannelData.writeHeader(channel: number, payloadLength: length, to: header)
+                headerLength = ChannelData.headerSize
+            } else {
+                headerLength = writeDataIndicationHeader(to: header, peer: peer, payloadLength: length)
+                padding = (length + 3) & ~3 - length
+            }
+            tx.enqueue(
+                fd: fd, to: ft.client, headerLength: headerLength, payload: payload, length: length, padding: padding)
+        } else if let writer = streamWriters[ft] {
+            // Streams take contiguous bytes: frame a copy (GRO bursts to TCP/TLS clients only).
+            let headerLength = Self.headroom
+            let start = streamScratch + headerLength
+            start.copyMemory(from: payload, byteCount: length)
+            for j in length..<length + 4 { start.storeBytes(of: 0, toByteOffset: j, as: UInt8.self) }
+            let framed = frame(route, payload: start, length: length, peer: peer, transport: ft.transport)
+            writer.write(UnsafeRawBufferPointer(start: framed.start, count: framed.length))
+        }
     }
 
     /// Wraps a peer's datagram in ChannelData or a Data indication, in the headroom in front of
@@ -531,44 +646,78 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
     func forwardToClient(
         payload: UnsafeMutableRawPointer, length: Int, from peer: TransportAddress, slot: Int, _ t: CoreTime
     ) {
-        switch core.routePeerData(slot: slot, from: peer, length: length, now: t) {
+        let route = core.routePeerData(slot: slot, from: peer, length: length, now: t)
+        switch route {
         case .drop:
             return
-        case .channel(let number, let ft):
+        case .channel(_, let ft), .indication(let ft):
+            let framed = frame(route, payload: payload, length: length, peer: peer, transport: ft.transport)
+            send(UnsafeRawPointer(framed.start), framed.length, to: ft)
+        }
+    }
+
+    /// Writes the ChannelData or Data-indication header of `route` in the headroom in front of
+    /// `payload` and the padding after it (the 4 bytes after the payload must be writable);
+    /// returns the framed message.
+    @inline(__always)
+    func frame(
+        _ route: PeerRoute, payload: UnsafeMutableRawPointer, length: Int, peer: TransportAddress,
+        transport: TransportProtocol
+    ) -> (start: UnsafeMutableRawPointer, length: Int) {
+        switch route {
+        case .drop:
+            return (payload, 0)
+        case .channel(let number, _):
             let start = payload - ChannelData.headerSize
             ChannelData.writeHeader(channel: number, payloadLength: length, to: start)
             var total = ChannelData.headerSize + length
-            if ft.transport == .tcp || ft.transport == .tls {
+            if transport == .tcp || transport == .tls {
                 let padded = ChannelData.streamFrameSize(payloadLength: length)
                 for j in total..<padded { start.storeBytes(of: 0, toByteOffset: j, as: UInt8.self) }
                 total = padded
             }
-            send(UnsafeRawPointer(start), total, to: ft)
-        case .indication(let ft):
-            let addressLength = peer.family == .ipv4 ? 8 : 20
-            let headerLength = stunHeaderSize + 4 + addressLength + 4
+            return (start, total)
+        case .indication:
+            let headerLength = Self.dataIndicationHeaderLength(peer)
             let start = payload - headerLength
             let padded = (length + 3) & ~3
             for j in length..<padded { payload.storeBytes(of: 0, toByteOffset: j, as: UInt8.self) }
-            random ^= random << 13
-            random ^= random >> 7
-            random ^= random << 17
-            let tid = STUNTransactionID(high: random, low: UInt32(truncatingIfNeeded: random >> 17))
-            let type = STUNMessageType(method: .data, class: .indication)
-            start.storeBytes(of: type.wireValue.bigEndian, as: UInt16.self)
-            start.storeBytes(
-                of: UInt16(headerLength - stunHeaderSize + padded).bigEndian, toByteOffset: 2, as: UInt16.self)
-            start.storeBytes(of: stunMagicCookie.bigEndian, toByteOffset: 4, as: UInt32.self)
-            start.storeBytes(of: tid.high.bigEndian, toByteOffset: 8, as: UInt64.self)
-            start.storeBytes(of: tid.low.bigEndian, toByteOffset: 16, as: UInt32.self)
-            start.storeBytes(of: STUNAttributeType.xorPeerAddress.rawValue.bigEndian, toByteOffset: 20, as: UInt16.self)
-            start.storeBytes(of: UInt16(addressLength).bigEndian, toByteOffset: 22, as: UInt16.self)
-            _ = AddressCoding.encode(peer, xor: true, transactionID: tid, into: start + 24)
-            let dataHeader = 24 + addressLength
-            start.storeBytes(of: STUNAttributeType.data.rawValue.bigEndian, toByteOffset: dataHeader, as: UInt16.self)
-            start.storeBytes(of: UInt16(length).bigEndian, toByteOffset: dataHeader + 2, as: UInt16.self)
-            send(UnsafeRawPointer(start), headerLength + padded, to: ft)
+            _ = writeDataIndicationHeader(to: start, peer: peer, payloadLength: length)
+            return (start, headerLength + padded)
         }
+    }
+
+    /// The bytes of a Data indication in front of its payload: header, XOR-PEER-ADDRESS, DATA's header.
+    @inline(__always) static func dataIndicationHeaderLength(_ peer: TransportAddress) -> Int {
+        stunHeaderSize + 4 + (peer.family == .ipv4 ? 8 : 20) + 4
+    }
+
+    /// Writes a Data indication's header (with a fresh transaction ID) for a payload of
+    /// `payloadLength` bytes from `peer`; returns its length. The padding is the caller's.
+    @inline(__always)
+    func writeDataIndicationHeader(to start: UnsafeMutableRawPointer, peer: TransportAddress, payloadLength length: Int)
+        -> Int
+    {
+        let addressLength = peer.family == .ipv4 ? 8 : 20
+        let headerLength = Self.dataIndicationHeaderLength(peer)
+        let padded = (length + 3) & ~3
+        random ^= random << 13
+        random ^= random >> 7
+        random ^= random << 17
+        let tid = STUNTransactionID(high: random, low: UInt32(truncatingIfNeeded: random >> 17))
+        let type = STUNMessageType(method: .data, class: .indication)
+        start.storeBytes(of: type.wireValue.bigEndian, as: UInt16.self)
+        start.storeBytes(of: UInt16(headerLength - stunHeaderSize + padded).bigEndian, toByteOffset: 2, as: UInt16.self)
+        start.storeBytes(of: stunMagicCookie.bigEndian, toByteOffset: 4, as: UInt32.self)
+        start.storeBytes(of: tid.high.bigEndian, toByteOffset: 8, as: UInt64.self)
+        start.storeBytes(of: tid.low.bigEndian, toByteOffset: 16, as: UInt32.self)
+        start.storeBytes(of: STUNAttributeType.xorPeerAddress.rawValue.bigEndian, toByteOffset: 20, as: UInt16.self)
+        start.storeBytes(of: UInt16(addressLength).bigEndian, toByteOffset: 22, as: UInt16.self)
+        _ = AddressCoding.encode(peer, xor: true, transactionID: tid, into: start + 24)
+        let dataHeader = 24 + addressLength
+        start.storeBytes(of: STUNAttributeType.data.rawValue.bigEndian, toByteOffset: dataHeader, as: UInt16.self)
+        start.storeBytes(of: UInt16(length).bigEndian, toByteOffset: dataHeader + 2, as: UInt16.self)
+        return headerLength
     }
 
     @inline(__always)

@@ -27,6 +27,7 @@ public struct TraverseConfiguration: Sendable {
     public var tlsListen: [TransportAddress]? = nil
     public var shards = 0
     public var udpGSO = true
+    public var udpGRO = true
     public var pollLingerMicroseconds = 500
     public var software: String? = nil
     public var stateDirectory = ".traverse"
@@ -95,6 +96,7 @@ public struct TraverseConfiguration: Sendable {
         r.listen = listen
         r.shards = shards
         r.segmentationOffload = udpGSO
+        r.receiveOffload = udpGRO
         r.pollLingerMicroseconds = pollLingerMicroseconds
         r.relayAddresses = relayAddresses
         r.portRange = portRange

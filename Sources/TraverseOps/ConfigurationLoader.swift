@@ -48,6 +48,7 @@ public enum ConfigurationLoader {
         case "server.tls_listen": c.tlsListen = try addresses(name, v)
         case "server.shards": c.shards = try int(name, v, 0...256)
         case "server.udp_gso": c.udpGSO = try bool(name, v)
+        case "server.udp_gro": c.udpGRO = try bool(name, v)
         case "server.poll_linger_us": c.pollLingerMicroseconds = try int(name, v, 0...10_000)
         case "server.software":
             let s = try string(name, v)

@@ -89,7 +89,7 @@ public final class Operations: Sendable {
             s.freePorts[family] = server.relay.freeRelayPorts(family)
         }
         s.kernelDrops = server.relay.kernelDrops()
-        (s.segmentedSends, s.segmentedDatagrams) = server.relay.segmentation()
+        s.offload = server.relay.offloadCounters()
         s.streams = server.relay.streamCounters()
         s.cpuSeconds = ProcessStats.cpuSeconds()
         s.residentBytes = ProcessStats.residentBytes()

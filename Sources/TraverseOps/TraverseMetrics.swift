@@ -29,9 +29,8 @@ public final class TraverseMetrics: Sendable {
         public var freePorts: [AddressFamily: Int] = [:]
         /// Kernel receive-queue drops so far.
         public var kernelDrops: Int64 = 0
-        /// UDP GSO messages sent so far, and the datagrams they carried.
-        public var segmentedSends: UInt64 = 0
-        public var segmentedDatagrams: UInt64 = 0
+        /// UDP GSO/GRO counters so far.
+        public var offload = OffloadCounters()
         /// Process CPU seconds so far.
         public var cpuSeconds: Double?
         /// Resident set size.
@@ -49,8 +48,7 @@ public final class TraverseMetrics: Sendable {
         var counters = CoreCounters()
         var streams = StreamCounters()
         var kernelDrops: Int64 = 0
-        var segmentedSends: UInt64 = 0
-        var segmentedDatagrams: UInt64 = 0
+        var offload = OffloadCounters()
         var cpuSeconds = 0.0
     }
 
@@ -75,6 +73,8 @@ public final class TraverseMetrics: Sendable {
     private let kernelDrops: CoreMetrics.Counter
     private let segmentedSends: CoreMetrics.Counter
     private let segmentedDatagrams: CoreMetrics.Counter
+    private let mergedReceives: CoreMetrics.Counter
+    private let mergedDatagrams: CoreMetrics.Counter
     private let cpu: CoreMetrics.FloatingPointCounter
     private let rss: CoreMetrics.Gauge
     private let durations: CoreMetrics.Timer
@@ -131,6 +131,9 @@ public final class TraverseMetrics: Sendable {
         segmentedSends = CoreMetrics.Counter(label: "traverse_udp_gso_sends_total", dimensions: [], factory: factory)
         segmentedDatagrams = CoreMetrics.Counter(
             label: "traverse_udp_gso_datagrams_total", dimensions: [], factory: factory)
+        mergedReceives = CoreMetrics.Counter(label: "traverse_udp_gro_receives_total", dimensions: [], factory: factory)
+        mergedDatagrams = CoreMetrics.Counter(
+            label: "traverse_udp_gro_datagrams_total", dimensions: [], factory: factory)
         cpu = CoreMetrics.FloatingPointCounter(label: "process_cpu_seconds_total", dimensions: [], factory: factory)
         rss = gauge("process_resident_memory_bytes")
         durations = CoreMetrics.Timer(label: "traverse_allocation_duration_seconds", dimensions: [], factory: factory)
@@ -200,13 +203,17 @@ public final class TraverseMetrics: Sendable {
                 kernelDrops.increment(by: snapshot.kernelDrops - last.kernelDrops)
                 last.kernelDrops = snapshot.kernelDrops
             }
-            if snapshot.segmentedSends > last.segmentedSends {
-                segmentedSends.increment(by: Int64(clamping: snapshot.segmentedSends - last.segmentedSends))
-                segmentedDatagrams.increment(
-                    by: Int64(clamping: snapshot.segmentedDatagrams - last.segmentedDatagrams))
-                last.segmentedSends = snapshot.segmentedSends
-                last.segmentedDatagrams = snapshot.segmentedDatagrams
+            let o = snapshot.offload
+            let p = last.offload
+            if o.segmentedSends > p.segmentedSends {
+                segmentedSends.increment(by: Int64(clamping: o.segmentedSends - p.segmentedSends))
+                segmentedDatagrams.increment(by: Int64(clamping: o.segmentedDatagrams - p.segmentedDatagrams))
             }
+            if o.mergedReceives > p.mergedReceives {
+                mergedReceives.increment(by: Int64(clamping: o.mergedReceives - p.mergedReceives))
+                mergedDatagrams.increment(by: Int64(clamping: o.mergedDatagrams - p.mergedDatagrams))
+            }
+            last.offload = o
             if let c = snapshot.cpuSeconds, c > last.cpuSeconds {
                 cpu.increment(by: c - last.cpuSeconds)
                 last.cpuSeconds = c

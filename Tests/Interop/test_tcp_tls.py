@@ -827,3 +827,47 @@ def test_closing_connection_releases_udp_allocation(server, kind):
         time.sleep(0.1)
     log = wait_for_log(server, "reason=connection_closed")
     assert "reason=connection_closed" in log
+
+
+SOL_UDP = 17
+UDP_SEGMENT = 103
+
+
+@pytest.mark.server_args(tls_listen=TLS_LISTEN)
+@pytest.mark.parametrize("kind", ["tcp", "tls"])
+@pytest.mark.parametrize("channel", [True, False])
+def test_peer_burst_merged_by_gro_reaches_stream_client(server, kind, channel):
+    """A UDP peer sends a burst as one GSO message; the relay socket (UDP GRO) receives it merged.
+    A TCP/TLS client still gets every datagram framed on its own, padded, and in order, over
+    ChannelData or Data indications."""
+    address = server.tcp4 if kind == "tcp" else server.tls4
+    with StreamTurnClient(address, "alice", "wonderland", tls=kind == "tls") as turn:
+        assert turn.allocate().is_success
+        peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        peer.bind(("127.0.0.1", 0))
+        try:
+            peer_address = peer.getsockname()
+            if channel:
+                assert turn.channel_bind(0x4003, peer_address).is_success
+            else:
+                assert turn.create_permission(peer_address).is_success
+            relayed = turn.relayed
+            for burst in range(5):
+                # 7 × 301 B and a last 5 B: ChannelData over a stream pads 301 → 304 (RFC 8656 §12.5).
+                segments = [bytes([burst * 16 + k]) * (301 if k < 7 else 5) for k in range(8)]
+                sent = peer.sendmsg(
+                    [b"".join(segments)], [(SOL_UDP, UDP_SEGMENT, struct.pack("H", 301))], 0, relayed)
+                assert sent == 7 * 301 + 5
+                for expected in segments:
+                    got = turn.receive_data(3.0)
+                    assert got is not None, "a datagram of the burst did not arrive"
+                    source, payload = got
+                    assert payload == expected
+                    if not channel:
+                        assert source == peer_address
+        finally:
+            peer.close()
+    status, body = server.http("GET", "/metrics")
+    assert status == 200
+    merged = [float(line.split()[-1]) for line in body.splitlines() if line.startswith("traverse_udp_gro_receives_total")]
+    assert merged and merged[0] >= 1, "the kernel never merged a burst (UDP GRO)"

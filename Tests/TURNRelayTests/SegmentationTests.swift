@@ -119,10 +119,11 @@ struct SegmentationTests {
                 #expect(d.bytes == [0x40, 0x01, 0x02, 0x58] + datagrams[k])
             }
         }
-        let (sends, datagrams) = server.relay.segmentation()
-        #expect(sends > 0, "no run was sent with GSO")
-        #expect(datagrams >= 2 * sends)
-        #expect(datagrams <= UInt64(2 * rounds * burst))
+        let offload = server.relay.offloadCounters()
+        #expect(offload.segmentedSends > 0, "no run was sent with GSO")
+        #expect(offload.segmentedDatagrams >= 2 * offload.segmentedSends)
+        // The peer → client bursts leave the peer as separate datagrams: never merged.
+        #expect(offload.mergedReceives == 0)
     }
 }
 
@@ -152,4 +153,86 @@ func sendBurst(_ fd: Int32, _ datagrams: [[UInt8]], to address: TransportAddress
 func setReceiveBuffer(_ fd: Int32, _ bytes: Int32) {
     var size = bytes
     _ = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+}
+
+/// Sends `segments` (equal sizes, the last may be shorter) to `address` as one UDP GSO message.
+func sendSegmented(_ fd: Int32, _ segments: [[UInt8]], to address: TransportAddress) -> Int {
+    let bytes = segments.flatMap { $0 }
+    return UDPSocket.withSockaddr(address) { sa, length in
+        bytes.withUnsafeBytes { b in
+            var iov = iovec(iov_base: UnsafeMutableRawPointer(mutating: b.baseAddress), iov_len: b.count)
+            let control = UnsafeMutableRawPointer.allocate(byteCount: 32, alignment: 16)
+            defer { control.deallocate() }
+            var message = msghdr()
+            message.msg_name = UnsafeMutableRawPointer(mutating: sa)
+            message.msg_namelen = length
+            return withUnsafeMutablePointer(to: &iov) { iovPointer in
+                message.msg_iov = iovPointer
+                message.msg_iovlen = 1
+                message.msg_control = control
+                message.msg_controllen = traverse_cmsg_put_udp_segment(control, 32, UInt16(segments[0].count))
+                return sendmsg(fd, &message, 0)
+            }
+        }
+    }
+}
+
+@Suite("UDP receive offload on relay sockets", .serialized)
+struct ReceiveOffloadTests {
+    /// A peer's burst sent as one GSO message reaches the relay socket as one GRO message.
+    static func burst(round: Int, size: Int, count: Int, last: Int) -> [[UInt8]] {
+        (0..<count).map { k in
+            [UInt8](repeating: UInt8(truncatingIfNeeded: round &* 31 &+ k), count: k == count - 1 ? last : size)
+        }
+    }
+
+    @Test("A merged burst on a channel: every datagram framed on its own, in order")
+    func mergedOnChannel() throws {
+        let server = try startServer()
+        defer { server.stop() }
+        let client = try TURNClient(server: server.address(.ipv4))
+        let peer = try UDPSocket(bind: TransportAddress("127.0.0.1:0")!)
+        let relayed = try #require(try client.allocate().relayed.first)
+        let bind = try client.request(.channelBind, [.channelNumber(0x4002), .xorPeerAddress(peer.localAddress)])
+        #expect(bind.type.messageClass == .successResponse)
+        setReceiveBuffer(client.socket.fd, 4 << 20)
+        for round in 0..<10 {
+            let segments = Self.burst(round: round, size: 500, count: 9, last: 123)
+            #expect(sendSegmented(peer.fd, segments, to: relayed) == 8 * 500 + 123)
+            for s in segments {
+                let d = try #require(client.socket.receive())
+                #expect(d.bytes == [0x40, 0x02, UInt8(s.count >> 8), UInt8(s.count & 0xFF)] + s)
+            }
+        }
+        let offload = server.relay.offloadCounters()
+        #expect(offload.mergedReceives >= 1, "the kernel never merged the bursts")
+        #expect(offload.mergedDatagrams >= 9 * offload.mergedReceives / 2)
+        #expect(server.relay.counters().relayedPacketsPeerToClient.reduce(0, +) == 90)
+    }
+
+    @Test("A merged burst without a channel: Data indications with padding, in order")
+    func mergedAsIndications() throws {
+        let server = try startServer()
+        defer { server.stop() }
+        let client = try TURNClient(server: server.address(.ipv4))
+        let peer = try UDPSocket(bind: TransportAddress("127.0.0.1:0")!)
+        let relayed = try #require(try client.allocate().relayed.first)
+        let permission = try client.request(.createPermission, [.xorPeerAddress(peer.localAddress)])
+        #expect(permission.type.messageClass == .successResponse)
+        setReceiveBuffer(client.socket.fd, 4 << 20)
+        for round in 0..<5 {
+            // 501 B: not a multiple of 4, so every indication carries 3 bytes of padding.
+            let segments = Self.burst(round: round, size: 501, count: 6, last: 2)
+            #expect(sendSegmented(peer.fd, segments, to: relayed) == 5 * 501 + 2)
+            for s in segments {
+                let d = try #require(client.socket.receive())
+                let indication = try STUNMessage(parsing: d.bytes)
+                #expect(indication.type == STUNMessageType(method: .data, class: .indication))
+                #expect(indication.first(.xorPeerAddress) == .xorPeerAddress(peer.localAddress))
+                #expect(indication.first(.data) == .data(s))
+                #expect(d.bytes.count % 4 == 0)
+            }
+        }
+        #expect(server.relay.offloadCounters().mergedReceives >= 1)
+    }
 }

@@ -247,3 +247,40 @@ extension STUNMessage {
         }
     }
 }
+
+@Suite("EVEN-PORT reservations on a real server", .serialized)
+struct ReservationTests {
+    @Test("The reserved port is bound at once: no other process can take it before the token is redeemed")
+    func reservedPortIsHeld() throws {
+        let server = try startServer()
+        defer { server.stop() }
+        let rtp = try TURNClient(server: server.address(.ipv4))
+        _ = try rtp.allocate()  // learns realm and nonce (and holds one allocation)
+        _ = try rtp.request(.refresh, [.lifetime(0)])
+        let first = try rtp.request(.allocate, [.requestedTransport(17), .evenPort(reserve: true)])
+        #expect(first.type.messageClass == .successResponse)
+        let port = try #require(first.relayed.first).port
+        #expect(port % 2 == 0)
+        guard case .reservationToken(let token)? = first.first(.reservationToken) else {
+            Issue.record("no RESERVATION-TOKEN")
+            return
+        }
+        // Another process trying the reserved port finds it taken.
+        #expect(throws: UDPError.self) { try UDPSocket(bind: TransportAddress(ip: .loopbackIPv4, port: port + 1)) }
+        // The token gives the port to a second allocation (another client socket).
+        let rtcp = try TURNClient(server: server.address(.ipv4))
+        _ = try rtcp.allocate()
+        _ = try rtcp.request(.refresh, [.lifetime(0)])
+        let second = try rtcp.request(.allocate, [.requestedTransport(17), .reservationToken(token)])
+        #expect(second.type.messageClass == .successResponse)
+        #expect(second.relayed.first?.port == port + 1)
+        // And it relays: a peer reaches the RTCP allocation through the redeemed socket.
+        let peer = try UDPSocket(bind: TransportAddress("127.0.0.1:0")!)
+        #expect(
+            try rtcp.request(.createPermission, [.xorPeerAddress(peer.localAddress)]).type.messageClass
+                == .successResponse)
+        peer.send(Array("rtcp".utf8), to: TransportAddress(ip: .loopbackIPv4, port: port + 1))
+        let data = try #require(rtcp.socket.receive())
+        #expect(try STUNMessage(parsing: data.bytes).first(.data) == .data(Array("rtcp".utf8)))
+    }
+}
