@@ -14,6 +14,7 @@ let package = Package(
     dependencies: [
         .package(path: "../"),
         .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         .executableTarget(
@@ -36,6 +37,21 @@ let package = Package(
                 .product(name: "TURNCore", package: traverse),
             ],
             path: "Benchmarks/RelayPathBenchmarks",
+            swiftSettings: [.swiftLanguageMode(.v6)],
+            plugins: [
+                .plugin(name: "BenchmarkPlugin", package: "benchmark")
+            ]
+        ),
+        .executableTarget(
+            name: "ServerPathBenchmarks",
+            dependencies: [
+                .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "STUNCodec", package: traverse),
+                .product(name: "TURNCore", package: traverse),
+                .product(name: "TraverseOps", package: traverse),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/ServerPathBenchmarks",
             swiftSettings: [.swiftLanguageMode(.v6)],
             plugins: [
                 .plugin(name: "BenchmarkPlugin", package: "benchmark")
