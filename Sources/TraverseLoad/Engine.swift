@@ -776,10 +776,21 @@ public final class LoadEngine {
                         latency: s < stepLatencies.count
                             ? stepLatencies[s] : LatencySummary(nanoseconds: LatencyHistogram.make())))
             }
+            // A step counts only if the generator really offered its rate: past its own limit
+            // the offered rate is a fiction and "no loss" says nothing about the server.
+            var generatorLimited: RampStep? = nil
             for s in steps {
+                if Double(s.sent) < 0.98 * s.offeredPPS * config.rampStepSeconds {
+                    generatorLimited = s
+                    break
+                }
                 if s.loss <= config.lossThreshold { knee = s.offeredPPS } else { break }
             }
-            if rampFailedStep == nil, let last = steps.last {
+            if let g = generatorLimited, knee != nil, knee! < g.offeredPPS {
+                warnings.append(
+                    "the generator could not offer \(Int(g.offeredPPS)) pkt/s (it sent \(Int(Double(g.sent) / config.rampStepSeconds)) pkt/s): the knee is at least \(Int(knee!)) pkt/s, limited by the generator"
+                )
+            } else if rampFailedStep == nil, let last = steps.last {
                 warnings.append(
                     "the ramp ended (duration) before loss passed the threshold: the knee is at least \(Int(last.offeredPPS)) pkt/s"
                 )
