@@ -6,6 +6,9 @@
 #   blast200   traverse-load blast, $BLAST_CALLS calls, 200 B SRTP packets, $BLAST_DURATION s
 #   blast1200  the same with 1200 B packets
 #   ramp       traverse-load ramp from $RAMP_START pkt/s by $RAMP_STEP every $RAMP_STEP_SECONDS s until loss > $RAMP_LOSS %
+#   ramp2      the same ramp offered by $RAMP_GENERATORS traverse-load processes at once (half the calls
+#              and half the rate each, for 2), merged step by step: one generator process tops out
+#              near 190k pkt/s on this machine, below what Traverse carries without loss
 #   uclient    turnutils_uclient -m 50 -l 200 -n $UCLIENT_N (channels), echoed by two turnutils_peer
 #   uclient-s  the same with -s (Send indications)
 #
@@ -23,7 +26,7 @@
 #
 # Environment (defaults in brackets): ROUNDS [3], CALLS [100], VIDEO_KBPS [300], DURATION [10],
 # BLAST_CALLS [10], BLAST_DURATION [5], RAMP_START [10000], RAMP_STEP [10000], RAMP_STEP_SECONDS [2],
-# RAMP_DURATION [40], RAMP_LOSS [0.1], UCLIENT_N [5000] (at uclient's 20 ms pacing -n 5000 runs
+# RAMP_DURATION [40], RAMP_LOSS [0.1], RAMP_GENERATORS [2] (for ramp2; RAMP2_START [40000] RAMP2_STEP [20000]), UCLIENT_N [5000] (at uclient's 20 ms pacing -n 5000 runs
 # ~100 s), LOADS ["paced blast200 blast1200 ramp uclient uclient-s"], SERVERS ["coturn traverse"],
 # PORT_COTURN [35700], PORT_TRAVERSE [35800], PEERPORT [35900], OUT [/tmp/bench-compare.PID],
 # SCRATCH [.build-bench] (SwiftPM scratch path), SKIP_BUILD [0].
@@ -41,7 +44,10 @@ RAMP_STEP_SECONDS=${RAMP_STEP_SECONDS:-2}
 RAMP_DURATION=${RAMP_DURATION:-40}
 RAMP_LOSS=${RAMP_LOSS:-0.1}
 UCLIENT_N=${UCLIENT_N:-5000}
-LOADS=${LOADS:-"paced blast200 blast1200 ramp uclient uclient-s"}
+RAMP_GENERATORS=${RAMP_GENERATORS:-2}
+RAMP2_START=${RAMP2_START:-40000}
+RAMP2_STEP=${RAMP2_STEP:-20000}
+LOADS=${LOADS:-"paced blast200 blast1200 ramp ramp2 uclient uclient-s"}
 SERVERS=${SERVERS:-"coturn traverse"}
 PORT_COTURN=${PORT_COTURN:-35700}
 PORT_TRAVERSE=${PORT_TRAVERSE:-35800}
@@ -200,6 +206,61 @@ PY
     log "  $server $load: $(grep -E '^(packets received|lost|latency)' "$OUT/$server-$round-$load.txt" | sed 's/  */ /g' | paste -sd ';' -)"
 }
 
+run_ramp_split() { # run_ramp_split SERVER ROUND LOAD: the ramp offered by RAMP_GENERATORS processes, merged
+    local server=$1 round=$2 load=$3 n=$RAMP_GENERATORS i
+    local pids=() jsons=()
+    for i in $(seq "$n"); do
+        local json="$OUT/$server-$round-$load-$i.json" pidarg=()
+        [[ $i == 1 ]] && pidarg=(--server-pid "$SERVER_PID")
+        jsons+=("$json")
+        timeout 300 "$LOADGEN" "turn:127.0.0.1:$SERVER_PORT?transport=udp" --user "$USER_NAME:$USER_PASS" \
+            "${pidarg[@]}" --json "$json" --mode ramp --calls $((BLAST_CALLS / n)) --packet-size 200 \
+            --ramp-start $((RAMP2_START / n)) --ramp-step $((RAMP2_STEP / n)) --step-seconds "$RAMP_STEP_SECONDS" \
+            --loss-threshold "$RAMP_LOSS" --duration "$RAMP_DURATION" >"$OUT/$server-$round-$load-$i.txt" 2>&1 &
+        pids+=($!)
+    done
+    local ok=1
+    for i in "${pids[@]}"; do wait "$i" || ok=0; done
+    if [[ $ok != 1 ]]; then
+        log "  $server $load: FAILED (see $OUT/$server-$round-$load-*.txt)"
+        record "$server" "$round" "$load" failed 1
+        return 0
+    fi
+    python3 - "$server" "$round" "$load" "$RAMP_LOSS" "$RAMP_STEP_SECONDS" "${jsons[@]}" >>"$RESULTS" <<'PY'
+import json, sys
+server, rnd, load, threshold, step_seconds = sys.argv[1:6]
+threshold, step_seconds = float(threshold) / 100, float(step_seconds)
+reports = [json.load(open(p)) for p in sys.argv[6:]]
+def out(metric, value):
+    print(f"{server}\t{rnd}\t{load}\t{metric}\t{value}")
+# Step k of every process offered its share at about the same time: sum them, over the steps
+# every process ran. A step counts only if the processes together really offered its rate.
+steps = min(len(r["rampSteps"]) for r in reports)
+knee = 0
+for k in range(steps):
+    offered = sum(r["rampSteps"][k]["offeredPPS"] for r in reports)
+    sent = sum(r["rampSteps"][k]["sent"] for r in reports)
+    received = sum(min(r["rampSteps"][k]["received"], r["rampSteps"][k]["sent"]) for r in reports)
+    if sent < 0.98 * offered * step_seconds:
+        break
+    if sent and 1 - received / sent > threshold:
+        break
+    knee = offered
+sent = sum(r["sent"] for r in reports)
+received = sum(r["received"] for r in reports)
+seconds = max(r["durationSeconds"] for r in reports)
+out("delivered_pps", received / seconds)
+out("knee_pps", knee)
+out("loss_pct", 100 * (1 - min(received, sent) / max(1, sent)))
+out("auth_failures", sum(r["authFailures"] for r in reports))
+s = reports[0].get("server")
+if s:
+    out("cpu_us_per_relayed", s["cpuSeconds"] * 1e6 / max(1, sent + received))
+    out("peak_rss_kib", s["peakRSSKiB"])
+PY
+    log "  $server $load: $(grep -h -E '^knee' "$OUT/$server-$round-$load"-*.txt | sed 's/  */ /g' | paste -sd ';' -)"
+}
+
 run_uclient() { # run_uclient SERVER ROUND LOAD [EXTRA uclient ARGS]
     local server=$1 round=$2 load=$3
     shift 3
@@ -257,6 +318,7 @@ run_loads() { # run_loads SERVER ROUND
         blast1200) run_loadgen "$server" "$round" blast1200 --mode blast --calls "$BLAST_CALLS" --packet-size 1200 --duration "$BLAST_DURATION" ;;
         ramp) run_loadgen "$server" "$round" ramp --mode ramp --calls "$BLAST_CALLS" --packet-size 200 --ramp-start "$RAMP_START" \
             --ramp-step "$RAMP_STEP" --step-seconds "$RAMP_STEP_SECONDS" --loss-threshold "$RAMP_LOSS" --duration "$RAMP_DURATION" ;;
+        ramp2) run_ramp_split "$server" "$round" ramp2 ;;
         uclient) run_uclient "$server" "$round" uclient ;;
         uclient-s) run_uclient "$server" "$round" uclient-s -s ;;
         *) log "unknown load $load" ;;
