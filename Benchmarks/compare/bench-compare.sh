@@ -218,9 +218,13 @@ run_ramp_split() { # run_ramp_split SERVER ROUND LOAD: the ramp offered by RAMP_
             --ramp-start $((RAMP2_START / n)) --ramp-step $((RAMP2_STEP / n)) --step-seconds "$RAMP_STEP_SECONDS" \
             --loss-threshold "$RAMP_LOSS" --duration "$RAMP_DURATION" >"$OUT/$server-$round-$load-$i.txt" 2>&1 &
         pids+=($!)
+        STARTED+=($!)
     done
     local ok=1
-    for i in "${pids[@]}"; do wait "$i" || ok=0; done
+    for i in "${pids[@]}"; do
+        wait "$i" || ok=0
+        forget "$i"
+    done
     if [[ $ok != 1 ]]; then
         log "  $server $load: FAILED (see $OUT/$server-$round-$load-*.txt)"
         record "$server" "$round" "$load" failed 1
