@@ -85,16 +85,10 @@ struct SegmentationTests {
 
     @Test("Bursts through a real server: every datagram arrives in order both ways, and GSO is used")
     func burstsThroughServer() throws {
-        let server = try startServer()
+        let (server, client, peer, relayed) = try allocatedClient()
         defer { server.stop() }
-        let client = try TURNClient(server: server.address(.ipv4))
-        let peer = try UDPSocket(bind: TransportAddress("127.0.0.1:0")!)
-        setReceiveBuffer(peer.fd, 4 << 20)
-        let allocation = try client.allocate()
-        let relayed = try #require(allocation.relayed.first)
         let bind = try client.request(.channelBind, [.channelNumber(0x4001), .xorPeerAddress(peer.localAddress)])
         #expect(bind.type.messageClass == .successResponse)
-        setReceiveBuffer(client.socket.fd, 4 << 20)
 
         let rounds = 20
         let burst = 32
@@ -155,6 +149,21 @@ func setReceiveBuffer(_ fd: Int32, _ bytes: Int32) {
     _ = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
 }
 
+/// A started server, a client with an IPv4 allocation on it, a peer socket (both with 4 MiB
+/// receive buffers) and the relayed address. The caller stops the server.
+func allocatedClient() throws -> (TraverseServer, TURNClient, UDPSocket, TransportAddress) {
+    let server = try startServer()
+    let client = try TURNClient(server: server.address(.ipv4))
+    let peer = try UDPSocket(bind: TransportAddress("127.0.0.1:0")!)
+    setReceiveBuffer(peer.fd, 4 << 20)
+    setReceiveBuffer(client.socket.fd, 4 << 20)
+    guard let relayed = try client.allocate().relayed.first else {
+        server.stop()
+        throw UDPError.socket(EPROTO)
+    }
+    return (server, client, peer, relayed)
+}
+
 /// Sends `segments` (equal sizes, the last may be shorter) to `address` as one UDP GSO message.
 func sendSegmented(_ fd: Int32, _ segments: [[UInt8]], to address: TransportAddress) -> Int {
     let bytes = segments.flatMap { $0 }
@@ -188,14 +197,10 @@ struct ReceiveOffloadTests {
 
     @Test("A merged burst on a channel: every datagram framed on its own, in order")
     func mergedOnChannel() throws {
-        let server = try startServer()
+        let (server, client, peer, relayed) = try allocatedClient()
         defer { server.stop() }
-        let client = try TURNClient(server: server.address(.ipv4))
-        let peer = try UDPSocket(bind: TransportAddress("127.0.0.1:0")!)
-        let relayed = try #require(try client.allocate().relayed.first)
         let bind = try client.request(.channelBind, [.channelNumber(0x4002), .xorPeerAddress(peer.localAddress)])
         #expect(bind.type.messageClass == .successResponse)
-        setReceiveBuffer(client.socket.fd, 4 << 20)
         for round in 0..<10 {
             let segments = Self.burst(round: round, size: 500, count: 9, last: 123)
             #expect(sendSegmented(peer.fd, segments, to: relayed) == 8 * 500 + 123)
@@ -212,14 +217,10 @@ struct ReceiveOffloadTests {
 
     @Test("A merged burst without a channel: Data indications with padding, in order")
     func mergedAsIndications() throws {
-        let server = try startServer()
+        let (server, client, peer, relayed) = try allocatedClient()
         defer { server.stop() }
-        let client = try TURNClient(server: server.address(.ipv4))
-        let peer = try UDPSocket(bind: TransportAddress("127.0.0.1:0")!)
-        let relayed = try #require(try client.allocate().relayed.first)
         let permission = try client.request(.createPermission, [.xorPeerAddress(peer.localAddress)])
         #expect(permission.type.messageClass == .successResponse)
-        setReceiveBuffer(client.socket.fd, 4 << 20)
         for round in 0..<5 {
             // 501 B: not a multiple of 4, so every indication carries 3 bytes of padding.
             let segments = Self.burst(round: round, size: 501, count: 6, last: 2)
