@@ -206,10 +206,7 @@ public final class TURNServerCore {
     )
         -> ClientMessageOutcome
     {
-        guard rateLimiter.allow(fiveTuple.client.ip, now: now.milliseconds) else {
-            counters.drop(.rateLimited)
-            return .none
-        }
+        guard allowUnauthenticatedAnswer(to: fiveTuple, now) else { return .none }
         do throws(STUNEncodingError) {
             var w = try STUNMessageWriter(
                 into: out, type: m.type.successResponse, transactionID: m.transactionID, cookie: m.cookie)
@@ -322,15 +319,20 @@ public final class TURNServerCore {
         return .accepted(AuthContext(username: name, key: key, respondWithSHA256: !legacy || (hasMI256 && !hasMI)))
     }
 
+    /// Whether the per-source budget of answers to unauthenticated requests allows one more;
+    /// a refusal is counted as a rate-limited drop.
+    func allowUnauthenticatedAnswer(to fiveTuple: FiveTuple, _ now: CoreTime) -> Bool {
+        if rateLimiter.allow(fiveTuple.client.ip, now: now.milliseconds) { return true }
+        counters.drop(.rateLimited)
+        return false
+    }
+
     /// 401/438 with REALM, a fresh NONCE and PASSWORD-ALGORITHMS: small, and rate limited.
     func challenge(
         _ m: STUNMessageView, _ fiveTuple: FiveTuple, _ now: CoreTime, _ code: Int, _ reason: String,
         _ out: UnsafeMutableRawBufferPointer
     ) -> ClientMessageOutcome {
-        guard rateLimiter.allow(fiveTuple.client.ip, now: now.milliseconds) else {
-            counters.drop(.rateLimited)
-            return .none
-        }
+        guard allowUnauthenticatedAnswer(to: fiveTuple, now) else { return .none }
         counters.countError(code)
         do throws(STUNEncodingError) {
             var w = try STUNMessageWriter(into: out, type: m.type.errorResponse, transactionID: m.transactionID)
@@ -356,10 +358,7 @@ public final class TURNServerCore {
         _ m: STUNMessageView, _ fiveTuple: FiveTuple, _ now: CoreTime, _ code: Int, _ reason: String,
         _ out: UnsafeMutableRawBufferPointer
     ) -> ClientMessageOutcome {
-        guard rateLimiter.allow(fiveTuple.client.ip, now: now.milliseconds) else {
-            counters.drop(.rateLimited)
-            return .none
-        }
+        guard allowUnauthenticatedAnswer(to: fiveTuple, now) else { return .none }
         counters.countError(code)
         do throws(STUNEncodingError) {
             var w = try STUNMessageWriter(

@@ -42,6 +42,9 @@ final class ReceiveBatch {
         control.deallocate()
     }
 
+    /// The largest datagram a buffer takes whole, keeping 4 bytes after it for padding.
+    var maxPayload: Int { bufferSize - headroom - 4 }
+
     /// The start of message `i`'s payload.
     @inline(__always) func payload(_ i: Int) -> UnsafeMutableRawPointer { storage + i * bufferSize + headroom }
 
@@ -50,7 +53,7 @@ final class ReceiveBatch {
     func receive(_ fd: Int32) -> Int {
         for i in 0..<capacity {
             iovecs[i].iov_base = payload(i)
-            iovecs[i].iov_len = bufferSize - headroom - 4  // room for padding after the payload
+            iovecs[i].iov_len = maxPayload
             headers[i].msg_hdr.msg_name = UnsafeMutableRawPointer(addresses + i)
             headers[i].msg_hdr.msg_namelen = socklen_t(MemoryLayout<sockaddr_storage>.size)
             headers[i].msg_hdr.msg_iov = iovecs + i

@@ -128,7 +128,7 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
             ? ReceiveBatch(
                 capacity: min(configuration.batchSize, 32), bufferSize: 65_536 + Self.headroom, headroom: Self.headroom)
             : rx
-        maxDatagram = 2048 - 4
+        maxDatagram = rx.maxPayload
         streamScratch = .allocate(byteCount: 2048 + Self.headroom + 4, alignment: 16)
         tx = SendBatch(capacity: configuration.batchSize * 2, segmentationOffload: configuration.segmentationOffload)
         random = UInt64.random(in: 1...UInt64.max)
@@ -269,7 +269,7 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
         for _ in 0..<16 {  // bounded, so relay sockets on this queue get their turn
             let n = rx.receive(listener.fd)
             if n <= 0 { break }
-            noteKernelDrops(listener.fd, n)
+            noteKernelDrops(listener.fd, n, rx)
             if listener.dtls {
                 for i in 0..<n {
                     guard let client = SocketAddress.read(rx.addresses + i), !rx.truncated(i) else { continue }
@@ -348,8 +348,9 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
         }
     }
 
-    func noteKernelDrops(_ fd: Int32, _ n: Int, _ batch: ReceiveBatch? = nil) {
-        let d = (batch ?? rx).kernelDrops(n - 1)
+    /// Records the kernel's drop count for `fd`, reported with the last of the `n` messages in `batch`.
+    func noteKernelDrops(_ fd: Int32, _ n: Int, _ batch: ReceiveBatch) {
+        let d = batch.kernelDrops(n - 1)
         if d >= 0 { kernelDropsByFD[fd] = d }
     }
 
@@ -630,11 +631,10 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
             tx.enqueue(
                 fd: fd, to: ft.client, headerLength: headerLength, payload: payload, length: length, padding: padding)
         } else if let writer = streamWriters[ft] {
-            // Streams take contiguous bytes: frame a copy (GRO bursts to TCP/TLS clients only).
-            let headerLength = Self.headroom
-            let start = streamScratch + headerLength
+            // Streams take contiguous bytes: frame a copy (GRO bursts to TCP/TLS/DTLS clients
+            // only); `frame` writes the header into the scratch's headroom and the padding.
+            let start = streamScratch + Self.headroom
             start.copyMemory(from: payload, byteCount: length)
-            for j in length..<length + 4 { start.storeBytes(of: 0, toByteOffset: j, as: UInt8.self) }
             let framed = frame(route, payload: start, length: length, peer: peer, transport: ft.transport)
             writer.write(UnsafeRawBufferPointer(start: framed.start, count: framed.length))
         }
