@@ -97,7 +97,8 @@ let package = Package(
         .testTarget(
             name: "TURNRelayTests",
             dependencies: [
-                "TURNRelay", "TURNCore", "STUNCodec", "TraverseOps", .product(name: "Logging", package: "swift-log"),
+                "TURNRelay", "TURNCore", "STUNCodec", "TraverseOps", "COpenSSL",
+                .product(name: "Logging", package: "swift-log"),
             ]),
         .testTarget(name: "TraverseOpsTests", dependencies: ["TraverseOps", "TURNCore", "STUNCodec"]),
         .testTarget(name: "TraverseLoadTests", dependencies: ["TraverseLoad", "STUNCodec", "CSRTP", "CSRTPCrypto"]),

@@ -48,6 +48,9 @@ public final class RelayServer: @unchecked Sendable {
         self.ports = PortPool(range: configuration.portRange)
         let count = configuration.shards > 0 ? configuration.shards : max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
         let budget = ConnectionBudget(maxTotal: configuration.maxConnections)
+        // DTLS has budgets of its own: a flood of one transport never locks out the other.
+        let dtlsSessions = ConnectionBudget(maxTotal: configuration.dtls.maxSessions)
+        let dtlsHandshakes = ConnectionBudget(maxTotal: configuration.dtls.maxHandshakes)
         let registry = ConnectionRegistry()
         // One nonce secret for all shards: a client's TCP data connections and retries may land
         // on another shard than the one that issued its nonce.
@@ -56,7 +59,10 @@ public final class RelayServer: @unchecked Sendable {
             shards.append(
                 Shard(
                     index: i, configuration: configuration, coreConfiguration: core, shared: shared, ports: ports,
-                    budget: budget, tls: tls, registry: registry, nonceSecret: nonceSecret, logger: logger))
+                    budget: budget,
+                    dtls: DTLSGate(
+                        limits: configuration.dtls, sessionBudget: dtlsSessions, handshakeBudget: dtlsHandshakes),
+                    tls: tls, registry: registry, nonceSecret: nonceSecret, logger: logger))
         }
         let all = shards
         for shard in shards { shard.sibling = { i in i < all.count ? all[i] : nil } }
@@ -154,6 +160,13 @@ public final class RelayServer: @unchecked Sendable {
     public func streamCounters() -> StreamCounters {
         var total = StreamCounters()
         for shard in shards { total.add(shard.queue.sync { shard.streamCounters }) }
+        return total
+    }
+
+    /// DTLS admission counters summed over the shards.
+    public func dtlsCounters() -> DTLSCounters {
+        var total = DTLSCounters()
+        for shard in shards { total.add(shard.queue.sync { shard.dtls.counters }) }
         return total
     }
 

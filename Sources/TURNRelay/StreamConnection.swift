@@ -215,7 +215,7 @@ final class StreamConnection: StreamWriter {
                         self.write(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
                     }
                 } else {
-                    relayChannelData(frame, t, legacy: legacy)
+                    shard.relayChannelData(frame, from: fiveTuple, t, legacy: legacy)
                 }
                 offset += length
                 if rawRelay { break loop }  // a ConnectionBind succeeded: what follows is raw data
@@ -266,19 +266,6 @@ final class StreamConnection: StreamWriter {
             rawPending.append(contentsOf: bytes)
         }
         inboundCount = 0
-    }
-
-    func relayChannelData(_ frame: UnsafeRawBufferPointer, _ t: CoreTime, legacy: Bool) {
-        guard let data = try? ChannelData.parse(frame, legacyRange: legacy) else {
-            shard.core.counters.drop(.malformedChannelData)
-            return
-        }
-        if let (handle, peer) = shard.core.routeChannelData(
-            channel: data.channel, length: data.payload.count, from: fiveTuple, now: t),
-            let base = data.payload.baseAddress
-        {
-            shard.tx.enqueue(fd: handle, to: peer, bytes: base, length: data.payload.count)
-        }
     }
 
     // MARK: TLS handshake

@@ -61,6 +61,7 @@ public struct TraverseConfiguration: Sendable {
     public var legacyChannelNumbers = false
     public var maxConnections = 10_000
     public var maxConnectionsPerSource = 256
+    public var dtls = DTLSLimits()
     public var idleConnectionTimeout: UInt64 = 30
     // [tls]
     public var certificateFile: String? = nil
@@ -104,6 +105,7 @@ public struct TraverseConfiguration: Sendable {
         r.tlsListen = effectiveTLSListen
         r.maxConnections = maxConnections
         r.maxConnectionsPerSource = maxConnectionsPerSource
+        r.dtls = dtls
         r.idleTimeoutSeconds = idleConnectionTimeout
         return r
     }

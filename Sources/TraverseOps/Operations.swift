@@ -91,6 +91,7 @@ public final class Operations: Sendable {
         s.kernelDrops = server.relay.kernelDrops()
         s.offload = server.relay.offloadCounters()
         s.streams = server.relay.streamCounters()
+        s.dtls = server.relay.dtlsCounters()
         s.cpuSeconds = ProcessStats.cpuSeconds()
         s.residentBytes = ProcessStats.residentBytes()
         s.loadScore = loadReport(counters: counters).load
