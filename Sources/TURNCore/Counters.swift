@@ -14,6 +14,7 @@ public enum DropReason: Int, CaseIterable, Sendable {
     case bannedClient
     case sendFailed
     case oversizedDatagram
+    case incompleteRequest
 
     /// The metric label.
     public var label: String {
@@ -32,6 +33,7 @@ public enum DropReason: Int, CaseIterable, Sendable {
         case .bannedClient: "banned_client"
         case .sendFailed: "send_failed"
         case .oversizedDatagram: "oversized_datagram"
+        case .incompleteRequest: "incomplete_request"
         }
     }
 }
@@ -96,6 +98,9 @@ public struct CoreCounters: Sendable {
     public var relayedBytesClientToPeer: [UInt64] = [0, 0]
     public var relayedPacketsPeerToClient: [UInt64] = [0, 0]
     public var relayedBytesPeerToClient: [UInt64] = [0, 0]
+    /// Challenges (401/438) sent from a source's overflow byte budget, after its answers for
+    /// the second were spent (see `SourceRateLimiter`).
+    public var overflowChallenges: UInt64 = 0
 
     public init() {}
 
@@ -117,5 +122,6 @@ public struct CoreCounters: Sendable {
         sum(&relayedBytesClientToPeer, o.relayedBytesClientToPeer)
         sum(&relayedPacketsPeerToClient, o.relayedPacketsPeerToClient)
         sum(&relayedBytesPeerToClient, o.relayedBytesPeerToClient)
+        overflowChallenges &+= o.overflowChallenges
     }
 }

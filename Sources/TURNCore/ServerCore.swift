@@ -65,7 +65,9 @@ public final class TURNServerCore {
         var features: SecurityFeatures = [.passwordAlgorithms]
         if !policy.credentials.users.isEmpty { features.insert(.usernameAnonymity) }
         self.nonces = NonceIssuer(secret: nonceSecret, lifetime: configuration.nonceLifetime, features: features)
-        self.rateLimiter = SourceRateLimiter(ratePerSecond: configuration.unauthenticatedRatePerSecond)
+        self.rateLimiter = SourceRateLimiter(
+            ratePerSecond: configuration.unauthenticatedRatePerSecond,
+            overflowBytesPerSecond: configuration.challengeOverflowBytesPerSecond)
         var encoded = [UInt8]()
         for a in configuration.passwordAlgorithms {
             encoded += [
@@ -142,6 +144,14 @@ public final class TURNServerCore {
             return unauthenticatedError(m, fiveTuple, now, 400, "Unsupported method", response)
         }
 
+        // A request without integrity that lacks what its method requires cannot succeed even
+        // once authenticated: dropped and counted rather than challenged (an attacker's smallest
+        // request must not buy the largest answer).
+        if m.integrityOffset == nil && m.integritySHA256Offset == nil && !Self.hasRequiredAttributes(m) {
+            counters.drop(.incompleteRequest)
+            return .none
+        }
+
         let existingSlot = byFiveTuple[fiveTuple]
         let existing = existingSlot.flatMap { slots[$0] }
         let auth: AuthContext
@@ -182,6 +192,47 @@ public final class TURNServerCore {
             case .connect: return handleConnect(m, slot, auth, now, response)
             default: return handleChannelBind(m, slot, auth, now, response)
             }
+        }
+    }
+
+    /// Whether `m` carries the attributes its method cannot do without (RFC 8656 §7.2, §9.1,
+    /// §11.2; RFC 6062 §4.3, §4.4).
+    static func hasRequiredAttributes(_ m: STUNMessageView) -> Bool {
+        switch m.type.method {
+        case .allocate: m.value(of: .requestedTransport) != nil
+        case .createPermission, .connect: m.value(of: .xorPeerAddress) != nil
+        case .channelBind: m.value(of: .channelNumber) != nil && m.value(of: .xorPeerAddress) != nil
+        case .connectionBind: m.value(of: .connectionID) != nil
+        default: true
+        }
+    }
+
+    /// A request the parser refused. One case is answered rather than dropped: a USERNAME longer
+    /// than RFC 8489 §14.3 allows (more than 508 bytes) in an otherwise well-framed request gets
+    /// 400 Bad Request, within the unauthenticated rate limit, so that a client with a broken
+    /// configuration learns why. Everything else is dropped and counted by the caller.
+    public func handleMalformed(
+        _ bytes: UnsafeRawBufferPointer, _ error: STUNParseError, from fiveTuple: FiveTuple, now: CoreTime,
+        response out: UnsafeMutableRawBufferPointer
+    ) -> ClientMessageOutcome {
+        let type = STUNMessageType(wireValue: bytes.count >= 20 ? bytes.be16(0) : 0)
+        guard error == .invalidAttributeLength(.username), bytes.count >= 20, bytes.be32(4) == stunMagicCookie,
+            bytes[0] & 0xC0 == 0, type.messageClass == .request
+        else {
+            counters.drop(.malformedSTUN)
+            return .none
+        }
+        counters.requests[Self.countedMethod(type.method).rawValue] &+= 1
+        guard allowUnauthenticatedAnswer(to: fiveTuple, now) else { return .none }
+        counters.countError(400)
+        do throws(STUNEncodingError) {
+            var w = try STUNMessageWriter(
+                into: out, type: type.errorResponse,
+                transactionID: STUNTransactionID(high: bytes.be64(8), low: bytes.be32(16)))
+            try w.appendErrorCode(400, reason: configuration.unauthenticatedReasonPhrases ? "Bad Request" : "")
+            return .reply(length: w.count)
+        } catch {
+            return .none
         }
     }
 
@@ -322,21 +373,30 @@ public final class TURNServerCore {
     /// Whether the per-source budget of answers to unauthenticated requests allows one more;
     /// a refusal is counted as a rate-limited drop.
     func allowUnauthenticatedAnswer(to fiveTuple: FiveTuple, _ now: CoreTime) -> Bool {
-        if rateLimiter.allow(fiveTuple.client.ip, now: now.milliseconds) { return true }
+        if case .answer = rateLimiter.allow(fiveTuple.client.ip, now: now.milliseconds, challenge: false) {
+            return true
+        }
         counters.drop(.rateLimited)
         return false
     }
 
-    /// 401/438 with REALM, a fresh NONCE and PASSWORD-ALGORITHMS: small, and rate limited.
+    /// 401/438 with REALM, a fresh NONCE and PASSWORD-ALGORITHMS, in its smallest form (no reason
+    /// phrase unless configured; SOFTWARE only when configured). Rate limited per source IP: once the IP's answers
+    /// for this second are spent, challenges still go out from a byte budget of their own, so
+    /// that a client whose IP is spoofed by a flood still gets its challenge (Docs/security.md §3).
     func challenge(
         _ m: STUNMessageView, _ fiveTuple: FiveTuple, _ now: CoreTime, _ code: Int, _ reason: String,
         _ out: UnsafeMutableRawBufferPointer
     ) -> ClientMessageOutcome {
-        guard allowUnauthenticatedAnswer(to: fiveTuple, now) else { return .none }
+        let grant = rateLimiter.allow(fiveTuple.client.ip, now: now.milliseconds, challenge: true)
+        if case .refused = grant {
+            counters.drop(.rateLimited)
+            return .none
+        }
         counters.countError(code)
         do throws(STUNEncodingError) {
             var w = try STUNMessageWriter(into: out, type: m.type.errorResponse, transactionID: m.transactionID)
-            try w.appendErrorCode(code, reason: reason)
+            try w.appendErrorCode(code, reason: configuration.unauthenticatedReasonPhrases ? reason : "")
             try w.append(.realm, string: policy.credentials.realm)
             try w.append(.nonce, string: nonces.issue(for: fiveTuple.client, now: now.seconds))
             let algorithms = encodedPasswordAlgorithms
@@ -347,6 +407,10 @@ public final class TURNServerCore {
                 try w.append(.software, string: software)
             }
             if m.fingerprintOffset != nil { try w.appendFingerprint() }
+            if case .overflow(let bucket) = grant {
+                rateLimiter.spendOverflow(bucket, bytes: w.count)
+                counters.overflowChallenges &+= 1
+            }
             return .reply(length: w.count)
         } catch {
             return .none
@@ -363,7 +427,7 @@ public final class TURNServerCore {
         do throws(STUNEncodingError) {
             var w = try STUNMessageWriter(
                 into: out, type: m.type.errorResponse, transactionID: m.transactionID, cookie: m.cookie)
-            try w.appendErrorCode(code, reason: reason)
+            try w.appendErrorCode(code, reason: configuration.unauthenticatedReasonPhrases ? reason : "")
             if code == 420 {
                 let unknown = m.unknownComprehensionRequired
                 try w.append(.unknownAttributes, length: unknown.count * 2) { v in
@@ -945,31 +1009,64 @@ public final class TURNServerCore {
 
 /// Per-source limits on unauthenticated answers, in a fixed table: bounded memory whatever the
 /// number of sources, and no per-client state beyond a hashed bucket.
+///
+/// Each bucket (a source IP, hashed) holds two budgets, refilled every second:
+/// - `ratePerSecond` answers of any kind (Binding, challenges, errors);
+/// - once those are spent, `overflowBytesPerSecond` bytes of challenges (401/438) only.
+///
+/// An attacker who spoofs a victim's IP from other ports spends the first budget at once; the
+/// second keeps answering challenges, so the victim's own Allocate still gets its 401 while the
+/// bytes sent towards that IP stay bounded by `ratePerSecond` answers plus
+/// `overflowBytesPerSecond` bytes per second (per shard).
 struct SourceRateLimiter {
     struct Bucket {
         var tokens: Int32
+        var overflowBytes: Int32
         var lastRefill: UInt64
+    }
+    /// What the limiter allows for one answer.
+    enum Grant {
+        /// Within the source's answers for this second.
+        case answer
+        /// A challenge from the overflow byte budget of this bucket (charge it once written).
+        case overflow(bucket: Int)
+        /// Nothing more to this source this second.
+        case refused
     }
     var buckets: [Bucket]
     let ratePerSecond: Int32
+    let overflowBytesPerSecond: Int32
 
-    init(ratePerSecond: Int, tableSize: Int = 4096) {
+    init(ratePerSecond: Int, overflowBytesPerSecond: Int = 0, tableSize: Int = 4096) {
         self.ratePerSecond = Int32(clamping: ratePerSecond)
-        buckets = Array(repeating: Bucket(tokens: Int32(clamping: ratePerSecond), lastRefill: 0), count: tableSize)
+        self.overflowBytesPerSecond = Int32(clamping: overflowBytesPerSecond)
+        buckets = Array(
+            repeating: Bucket(
+                tokens: Int32(clamping: ratePerSecond), overflowBytes: Int32(clamping: overflowBytesPerSecond),
+                lastRefill: 0),
+            count: tableSize)
     }
 
-    mutating func allow(_ ip: IPAddress, now: UInt64) -> Bool {
-        if ratePerSecond <= 0 { return true }
+    mutating func allow(_ ip: IPAddress, now: UInt64, challenge: Bool) -> Grant {
+        if ratePerSecond <= 0 { return .answer }
         var h = Hasher()
         h.combine(ip)
         let i = Int(UInt(bitPattern: h.finalize()) % UInt(buckets.count))
         let elapsed = now &- buckets[i].lastRefill
         if elapsed >= 1000 {
             buckets[i].tokens = ratePerSecond
+            buckets[i].overflowBytes = overflowBytesPerSecond
             buckets[i].lastRefill = now
         }
-        if buckets[i].tokens <= 0 { return false }
-        buckets[i].tokens -= 1
-        return true
+        if buckets[i].tokens > 0 {
+            buckets[i].tokens -= 1
+            return .answer
+        }
+        return challenge && buckets[i].overflowBytes > 0 ? .overflow(bucket: i) : .refused
+    }
+
+    /// Charges a challenge sent from the overflow budget.
+    mutating func spendOverflow(_ bucket: Int, bytes: Int) {
+        buckets[bucket].overflowBytes -= Int32(clamping: bytes)
     }
 }

@@ -75,6 +75,12 @@ public struct CoreConfiguration: Sendable {
     public var bandwidthPerAllocation = 0
     /// Unauthenticated answers per source IP per second (Binding, 401, 400, 420).
     public var unauthenticatedRatePerSecond = 50
+    /// Once a source IP's unauthenticated answers for the second are spent, bytes of 401/438
+    /// challenges still sent to it that second (0: none). Keeps a client whose IP is spoofed by a
+    /// flood reachable, within a bounded reflection.
+    public var challengeOverflowBytesPerSecond = 196_608
+    /// Reason phrases in error answers to unauthenticated requests (off: smaller answers).
+    public var unauthenticatedReasonPhrases = false
     /// Relay families this server can allocate.
     public var relayFamilies: Set<AddressFamily> = [.ipv4]
     /// Private relay IP → public IP advertised in XOR-RELAYED-ADDRESS (servers behind 1:1 NAT).

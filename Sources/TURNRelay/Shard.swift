@@ -371,15 +371,15 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
         _ bytes: UnsafeRawBufferPointer, _ fiveTuple: FiveTuple, _ t: CoreTime,
         send: (UnsafeMutableRawBufferPointer, Int) -> Void
     ) {
-        let view: STUNMessageView
-        do {
-            view = try STUNMessageView(validating: bytes)
-        } catch {
-            core.counters.drop(.malformedSTUN)
-            return
-        }
         let buffer = tx.nextReplyBuffer
-        switch core.handleSTUN(view, from: fiveTuple, now: t, response: buffer) {
+        let outcome: ClientMessageOutcome
+        do {
+            let view = try STUNMessageView(validating: bytes)
+            outcome = core.handleSTUN(view, from: fiveTuple, now: t, response: buffer)
+        } catch {
+            outcome = core.handleMalformed(bytes, error, from: fiveTuple, now: t, response: buffer)
+        }
+        switch outcome {
         case .reply(let length):
             send(buffer, length)
         case .relay(let handle, let peer, let payload):

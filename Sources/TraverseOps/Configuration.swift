@@ -58,6 +58,8 @@ public struct TraverseConfiguration: Sendable {
     public var maxLifetime: UInt32 = 3600
     public var bandwidthPerAllocation = 0
     public var unauthenticatedRate = 50
+    public var challengeOverflowBytes = 196_608
+    public var unauthenticatedReasonPhrases = false
     public var legacyChannelNumbers = false
     public var maxConnections = 10_000
     public var maxConnectionsPerSource = 256
@@ -123,6 +125,8 @@ public struct TraverseConfiguration: Sendable {
         c.maxChannelsPerAllocation = maxChannelsPerAllocation
         c.bandwidthPerAllocation = bandwidthPerAllocation
         c.unauthenticatedRatePerSecond = unauthenticatedRate
+        c.challengeOverflowBytesPerSecond = challengeOverflowBytes
+        c.unauthenticatedReasonPhrases = unauthenticatedReasonPhrases
         c.legacyChannelNumbers = legacyChannelNumbers
         c.externalAddresses = externalAddresses
         c.alternateServers = alternateServers

@@ -120,6 +120,8 @@ public enum ConfigurationLoader {
         case "limits.max_lifetime": c.maxLifetime = UInt32(try int(name, v, 60...86_400))
         case "limits.bandwidth_per_allocation": c.bandwidthPerAllocation = try int(name, v, 0...1_000_000_000)
         case "limits.unauthenticated_rate": c.unauthenticatedRate = try int(name, v, 0...1_000_000)
+        case "limits.challenge_overflow_bytes": c.challengeOverflowBytes = try int(name, v, 0...100_000_000)
+        case "limits.unauthenticated_reason_phrases": c.unauthenticatedReasonPhrases = try bool(name, v)
         case "limits.legacy_channel_numbers": c.legacyChannelNumbers = try bool(name, v)
         case "limits.max_connections": c.maxConnections = try int(name, v, 1...1_000_000)
         case "limits.max_connections_per_source": c.maxConnectionsPerSource = try int(name, v, 1...100_000)
