@@ -89,6 +89,7 @@ public final class TraverseMetrics: Sendable {
     private let dtlsHelloVerifyRequests: CoreMetrics.Counter
     private let dtlsHellosDropped: CoreMetrics.Counter
     private let dtlsSessionsRefused: CoreMetrics.Counter
+    private let overflowChallenges: CoreMetrics.Counter
     /// StreamCounters.accepted is indexed so.
     static let streamTransports = ["tcp", "tls", "dtls"]
 
@@ -156,6 +157,7 @@ public final class TraverseMetrics: Sendable {
         dtlsHelloVerifyRequests = counter("traverse_dtls_hello_verify_requests_total")
         dtlsHellosDropped = counter("traverse_dtls_hellos_dropped_total")
         dtlsSessionsRefused = counter("traverse_dtls_sessions_refused_total")
+        overflowChallenges = counter("traverse_challenges_overflow_total")
     }
 
     /// Follows an allocation event (called on a shard's queue; control path only).
@@ -203,6 +205,9 @@ public final class TraverseMetrics: Sendable {
             advance(bytesIn, last.counters.relayedBytesClientToPeer, now.relayedBytesClientToPeer)
             advance(packetsOut, last.counters.relayedPacketsPeerToClient, now.relayedPacketsPeerToClient)
             advance(bytesOut, last.counters.relayedBytesPeerToClient, now.relayedBytesPeerToClient)
+            if now.overflowChallenges > last.counters.overflowChallenges {
+                overflowChallenges.increment(by: Int64(clamping: now.overflowChallenges - last.counters.overflowChallenges))
+            }
             last.counters = now
             advance(connectionsAccepted, last.streams.accepted, snapshot.streams.accepted)
             advance(connectionsClosed, last.streams.closed, snapshot.streams.closed)

@@ -46,7 +46,13 @@ struct ConfigurationFileTests {
         max_lifetime = 1800
         bandwidth_per_allocation = 100000
         unauthenticated_rate = 20
+        challenge_overflow_bytes = 4096
+        unauthenticated_reason_phrases = true
         legacy_channel_numbers = true
+        max_dtls_sessions = 900
+        max_dtls_sessions_per_source = 90
+        max_dtls_handshakes = 80
+        max_dtls_handshakes_per_source = 8
 
         [tls]
         certificate = "/etc/traverse/cert.pem"
@@ -106,10 +112,16 @@ struct ConfigurationFileTests {
         #expect(core.nonceLifetime == 300)
         #expect(core.legacyChannelNumbers)
         #expect(core.unauthenticatedRatePerSecond == 20)
+        #expect(core.challengeOverflowBytesPerSecond == 4096)
+        #expect(core.unauthenticatedReasonPhrases)
         #expect(core.alternateServers == [TransportAddress("192.0.2.99:3478")!])
         let relay = c.relayConfiguration()
         #expect(relay.portRange == 50000...50100)
         #expect(relay.shards == 3)
+        #expect(relay.dtls.maxSessions == 900)
+        #expect(relay.dtls.maxSessionsPerSource == 90)
+        #expect(relay.dtls.maxHandshakes == 80)
+        #expect(relay.dtls.maxHandshakesPerSource == 8)
         #expect(!relay.segmentationOffload)
         #expect(relay.pollLingerMicroseconds == 250)
         #expect(relay.logFullAddresses)
@@ -180,6 +192,9 @@ struct ConfigurationFileTests {
             ("[limits]\ndefault_lifetime = -600", "limits.default_lifetime"),
             ("[limits]\nmax_lifetime = \"long\"", "limits.max_lifetime"),
             ("[limits]\nunauthenticated_rate = -1", "limits.unauthenticated_rate"),
+            ("[limits]\nchallenge_overflow_bytes = -1", "limits.challenge_overflow_bytes"),
+            ("[limits]\nmax_dtls_sessions = 0", "limits.max_dtls_sessions"),
+            ("[limits]\nmax_dtls_handshakes_per_source = \"x\"", "limits.max_dtls_handshakes_per_source"),
             ("[auth]\nnonce_lifetime = -1", "auth.nonce_lifetime"),
             ("[auth]\nrealm = \"\"", "auth.realm"),
             ("[auth]\nrest_separator = \"::\"", "auth.rest_separator"),
