@@ -91,7 +91,10 @@ final class DTLSSession: StreamWriter {
     /// (a record larger than that goes alone).
     func flushOutput() {
         let n = shard.dtls.takeOutput(ssl)
-        if n > 0 { shard.sendDatagrams(UnsafeRawBufferPointer(rebasing: shard.dtls.output[0..<n]), fd: fd, to: fiveTuple.client) }
+        if n > 0 {
+            shard.sendDatagrams(
+                UnsafeRawBufferPointer(rebasing: shard.dtls.output[0..<n]), fd: fd, to: fiveTuple.client)
+        }
     }
 
     func fail() {

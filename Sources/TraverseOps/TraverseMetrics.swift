@@ -206,7 +206,8 @@ public final class TraverseMetrics: Sendable {
             advance(packetsOut, last.counters.relayedPacketsPeerToClient, now.relayedPacketsPeerToClient)
             advance(bytesOut, last.counters.relayedBytesPeerToClient, now.relayedBytesPeerToClient)
             if now.overflowChallenges > last.counters.overflowChallenges {
-                overflowChallenges.increment(by: Int64(clamping: now.overflowChallenges - last.counters.overflowChallenges))
+                overflowChallenges.increment(
+                    by: Int64(clamping: now.overflowChallenges - last.counters.overflowChallenges))
             }
             last.counters = now
             advance(connectionsAccepted, last.streams.accepted, snapshot.streams.accepted)

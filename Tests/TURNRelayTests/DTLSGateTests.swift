@@ -1,7 +1,7 @@
 import COpenSSL
 import Glibc
-import Synchronization
 import STUNCodec
+import Synchronization
 import Testing
 
 @testable import TURNRelay
