@@ -45,6 +45,7 @@ final class DTLSSession: StreamWriter {
     func process(now t: CoreTime) {
         lastActivity = t.milliseconds
         if handshaking {
+            ERR_clear_error()  // SSL_get_error reads this thread's queue: start it empty
             let r = SSL_accept(ssl)
             if r == 1 {
                 handshaking = false
@@ -61,6 +62,7 @@ final class DTLSSession: StreamWriter {
         }
         let plain = shard.dtls.plain
         while !closed {
+            ERR_clear_error()  // SSL_get_error reads this thread's queue: start it empty
             let n = SSL_read(ssl, plain, Int32(DTLSGate.plainCapacity))
             if n <= 0 {
                 let e = SSL_get_error(ssl, n)
@@ -78,6 +80,7 @@ final class DTLSSession: StreamWriter {
     /// Encrypts and sends bytes to the client (StreamWriter).
     func write(_ bytes: UnsafeRawBufferPointer) {
         if closed || handshaking || bytes.isEmpty { return }
+        ERR_clear_error()  // SSL_get_error reads this thread's queue: start it empty
         if SSL_write(ssl, bytes.baseAddress, Int32(bytes.count)) <= 0 {
             fail()
             return

@@ -160,6 +160,7 @@ final class StreamConnection: StreamWriter {
             let space = Self.inboundCapacity - inboundCount
             let n: Int
             if let ssl {
+                ERR_clear_error()  // SSL_get_error reads this thread's queue: start it empty
                 let r = SSL_read(ssl, inbound + inboundCount, Int32(space))
                 if r > 0 {
                     n = Int(r)
@@ -272,6 +273,7 @@ final class StreamConnection: StreamWriter {
 
     func continueHandshake() {
         guard let ssl else { return }
+        ERR_clear_error()  // SSL_get_error reads this thread's queue: start it empty
         let r = SSL_accept(ssl)
         if r == 1 {
             handshaking = false
@@ -334,6 +336,7 @@ final class StreamConnection: StreamWriter {
     /// Sends as much as the socket takes now; -1 when the connection was closed.
     func send(_ bytes: UnsafeRawBufferPointer) -> Int {
         if let ssl {
+            ERR_clear_error()  // SSL_get_error reads this thread's queue: start it empty
             let r = SSL_write(ssl, bytes.baseAddress, Int32(bytes.count))
             if r > 0 { return Int(r) }
             switch SSL_get_error(ssl, r) {
