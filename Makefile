@@ -31,7 +31,7 @@ if [ -n "$$missing" ]; then \
 fi
 endef
 
-.PHONY: deps build run test swift-test interop interop-deps bench bench-compare lint format clean distclean
+.PHONY: deps build run test swift-test interop interop-deps bench bench-compare soak lint format clean distclean
 
 deps:
 	@$(call apt_install,$(BUILD_PACKAGES))
@@ -91,6 +91,12 @@ bench:
 
 bench-compare:
 	Benchmarks/compare/bench-compare.sh
+
+# Long run under churning load (not part of `make test`); see Benchmarks/soak/README.md.
+# Uses TRAVERSE_BIN / TRAVERSE_LOAD_BIN when set, else builds release binaries.
+SOAK_MINUTES ?= 30
+soak:
+	SOAK_MINUTES="$(SOAK_MINUTES)" Benchmarks/soak/soak.sh
 
 lint:
 	$(SWIFT) format lint -r --configuration .swift-format Sources Tests
