@@ -41,6 +41,8 @@ public final class FleetCoordinator: @unchecked Sendable {
         public var reregistrations: UInt64 = 0
         public var bansApplied: UInt64 = 0
         public var eventsReceived: UInt64 = 0
+        /// Usage records that could not be written (Redis down).
+        public var usageDropped: UInt64 = 0
     }
 
     public let configuration: FleetConfiguration
@@ -55,6 +57,8 @@ public final class FleetCoordinator: @unchecked Sendable {
     private var wasUp: Bool?
     private let statusBox = Mutex(Status())
     private let subscriber: Subscriber
+    /// Usage records that could not be written (Redis down).
+    let usageDropped = Atomic<UInt64>(0)
     /// Called on the fleet queue with fleet events other than bans (`kill` and `kill-user`).
     public var onEvent: (@Sendable (FleetEvent) -> Void)?
     /// Called on the fleet queue after this node registered again with a Redis that had lost
@@ -77,7 +81,11 @@ public final class FleetCoordinator: @unchecked Sendable {
     }
 
     /// The latest status.
-    public var status: Status { statusBox.withLock { $0 } }
+    public var status: Status {
+        var s = statusBox.withLock { $0 }
+        s.usageDropped = usageDropped.load(ordering: .relaxed)
+        return s
+    }
 
     /// Starts publishing and listening. Returns at once: an unreachable Redis is retried every
     /// interval and logged once.
@@ -259,7 +267,11 @@ public final class FleetCoordinator: @unchecked Sendable {
         statusBox.withLock { $0.redisUp = up }
         if wasUp == up { return }
         if up {
-            if wasUp == false { logger.notice("fleet: redis reachable again", metadata: ["redis": "\(configuration.redis)"]) }
+            if wasUp == false {
+                logger.notice("fleet: redis reachable again", metadata: ["redis": "\(configuration.redis)"])
+                // Releases and increments made during the outage were not recorded: write back.
+                onReregister?(connection)
+            }
         } else {
             logger.warning(
                 "fleet: redis unreachable, serving on this node's own state",
