@@ -139,6 +139,13 @@ public enum ConfigurationLoader {
         case "admin.token":
             let s = try string(name, v)
             c.adminToken = s.isEmpty ? nil : s
+        case "admin.allowed_hosts":
+            let hosts = try strings(name, v)
+            for h in hosts where !AdminRequestPolicy.isValidEntry(h) {
+                throw ConfigurationError(
+                    key: name, reason: "\"\(h)\" is not a host name, IP address, NAME:PORT or [IPv6]:PORT")
+            }
+            c.adminAllowedHosts = hosts
         case "admin.alternate_servers": c.alternateServers = try addresses(name, v)
         case "admin.alternate_domain":
             let s = try string(name, v)

@@ -193,7 +193,10 @@ struct Serve: ParsableCommand {
             server: server, source: { () throws(ConfigurationError) in try resolveAgain.resolve() }, logger: logger)
         var admin: AdminServer? = nil
         if let listen = configuration.adminListen {
-            switch startAdmin(operations: operations, listen: listen, token: configuration.adminToken, logger: logger) {
+            switch startAdmin(
+                operations: operations, listen: listen, token: configuration.adminToken,
+                allowedHosts: configuration.adminAllowedHosts, logger: logger)
+            {
             case .success(let started): admin = started
             case .failure(let error):
                 logger.critical("cannot start", metadata: ["error": "\(error)"])
@@ -236,15 +239,15 @@ struct Serve: ParsableCommand {
 }
 
 /// Starts the admin listener, waiting for it on this (non-async) thread.
-func startAdmin(operations: Operations, listen: TransportAddress, token: String?, logger: Logger)
-    -> Result<AdminServer, AdminServer.StartError>
-{
+func startAdmin(
+    operations: Operations, listen: TransportAddress, token: String?, allowedHosts: [String], logger: Logger
+) -> Result<AdminServer, AdminServer.StartError> {
     let result = Mutex<Result<AdminServer, AdminServer.StartError>?>(nil)
     let done = DispatchSemaphore(value: 0)
     Task {
         do throws(AdminServer.StartError) {
             let admin = try await AdminServer.start(
-                operations: operations, listen: listen, token: token, logger: logger)
+                operations: operations, listen: listen, token: token, allowedHosts: allowedHosts, logger: logger)
             result.withLock { $0 = .success(admin) }
         } catch {
             result.withLock { $0 = .failure(error) }
