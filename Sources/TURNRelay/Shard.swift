@@ -506,7 +506,9 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
             traverse_epoll_remove(poller, endpoint.handle)
             close(endpoint.handle)
         }
-        if let slot = relaySlots.removeValue(forKey: endpoint.handle) { closeLinks(slot: slot) }
+        if let slot = relaySlots.removeValue(forKey: endpoint.handle) {
+            closeLinks(slot: slot, relay: endpoint.address)
+        }
         kernelDropsClosed += kernelDropsByFD.removeValue(forKey: endpoint.handle) ?? 0
         ports.release(endpoint.address.family, endpoint.address.port)
     }
