@@ -938,6 +938,18 @@ public final class TURNServerCore {
         if let slot = byFiveTuple[fiveTuple] { free(slot, reason: reason, now: now) }
     }
 
+    /// Ends every allocation made through the listener `server` over `transport` (a listener
+    /// handed over to another instance).
+    public func closeAllocations(
+        servedAt server: TransportAddress, transport: TransportProtocol, reason: AllocationEndReason, now: CoreTime
+    ) {
+        for slot in slots.indices {
+            if let a = slots[slot], a.fiveTuple.server == server, a.fiveTuple.transport == transport {
+                free(slot, reason: reason, now: now)
+            }
+        }
+    }
+
     /// Ends every allocation of this shard.
     public func closeAll(reason: AllocationEndReason, now: CoreTime) {
         for slot in slots.indices where slots[slot] != nil { free(slot, reason: reason, now: now) }

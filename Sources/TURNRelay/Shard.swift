@@ -259,7 +259,7 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
 
     /// The UDP listener socket bound to `address` on this shard.
     @inline(__always) func listenerFD(for address: TransportAddress) -> Int32? {
-        for l in listeners where l.address == address { return l.fd }
+        for l in listeners where l.address == address && l.fd >= 0 { return l.fd }
         return nil
     }
 
@@ -542,7 +542,7 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
             let token = readyTokens[i]
             if token & Self.listenerToken != 0 {
                 let index = Int(token & 0xFFFF_FFFF)
-                if index < listeners.count { drainListener(listeners[index]) }
+                if index < listeners.count && listeners[index].fd >= 0 { drainListener(listeners[index]) }
             } else {
                 let fd = Int32(bitPattern: UInt32(truncatingIfNeeded: token))
                 let slot = Int(token >> 32)

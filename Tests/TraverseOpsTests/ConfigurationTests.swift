@@ -203,6 +203,9 @@ struct ConfigurationFileTests {
             ("[admin]\nallowed_hosts = [\"\"]", "admin.allowed_hosts"),
             ("[limits]\ndefault_lifetime = 1200\nmax_lifetime = 600", "limits.max_lifetime"),
             ("[server]\nlisten = []", "server.listen"),
+            ("[server]\nlisten = [\"127.0.0.1:3478\", \"127.0.0.1:3478\"]", "server.listen"),
+            ("[server]\nlisten = [\"127.0.0.1:3478\"]\ntls_listen = [\"127.0.0.1:3478\"]", "server.tls_listen"),
+            ("[server]\nlisten = [\"127.0.0.1:9641\"]", "admin.listen"),
             ("server = 5", "server"),
         ])
     func badValue(text: String, key: String) throws {
