@@ -48,6 +48,8 @@ public final class TURNServerCore {
     var byFiveTuple: [FiveTuple: Int] = [:]
     var rateLimiter: SourceRateLimiter
     var policyGeneration = -1
+    /// A policy replaced since the last sweep, which applies it to existing allocations.
+    var policyChangedSinceSweep = false
     var policy: CorePolicy
     let encodedPasswordAlgorithms: [UInt8]
 
@@ -93,7 +95,12 @@ public final class TURNServerCore {
     func refreshPolicyIfNeeded() {
         let g = shared.policyGeneration
         if g != policyGeneration {
+            let previous = policy
             policy = shared.policy
+            if policyGeneration >= 0 {
+                policyChangedSinceSweep = true
+                reviewCredentials(previous: previous)
+            }
             policyGeneration = g
             var features: SecurityFeatures = [.passwordAlgorithms]
             if !policy.credentials.users.isEmpty { features.insert(.usernameAnonymity) }
@@ -345,7 +352,11 @@ public final class TURNServerCore {
         let expired =
             policy.credentials.users[name] == nil
             && (policy.credentials.rest?.expiry(of: name).map { $0 < now.unixSeconds } ?? false)
-        if !expired, let allocation, allocation.username == name, algorithm == .md5 || allocation.key.count == 32 {
+        // A key whose credential was removed is no longer accepted (`reviewCredentials`).
+        let revoked = allocation?.revokeAfter.map { $0 < now.unixSeconds } ?? false
+        if !expired, !revoked, let allocation, allocation.username == name,
+            algorithm == .md5 || allocation.key.count == 32
+        {
             keys.append(allocation.key)
         }
         if keys.isEmpty {
@@ -952,11 +963,12 @@ public final class TURNServerCore {
     // MARK: - Lifetimes
 
     /// Reaps expired allocations, permissions and channels, and closes allocations of clients the
-    /// current policy bans. Called about once a second; costs nothing per packet.
+    /// current policy bans and those whose credential was removed (`reviewCredentials`). Called
+    /// about once a second; costs nothing per packet.
     public func sweep(now: CoreTime) {
-        let before = policyGeneration
         refreshPolicyIfNeeded()
-        let policyChanged = before != policyGeneration
+        let policyChanged = policyChangedSinceSweep
+        policyChangedSinceSweep = false
         let t = now.milliseconds
         for slot in slots.indices {
             guard let a = slots[slot] else { continue }
@@ -964,6 +976,8 @@ public final class TURNServerCore {
                 free(slot, reason: .expired, now: now)
             } else if policy.bannedClients.isBanned(a.fiveTuple.client.ip) {
                 free(slot, reason: .banned, now: now)
+            } else if let r = a.revokeAfter, r < now.unixSeconds {
+                free(slot, reason: .revoked, now: now)
             } else {
                 if a.permissions.contains(where: { $0.expiry <= t }) {
                     slots[slot]!.permissions.removeAll { $0.expiry <= t }
@@ -986,6 +1000,18 @@ public final class TURNServerCore {
     /// Ends the allocation on `fiveTuple` (its stream connection closed, or shutdown).
     public func closeAllocation(on fiveTuple: FiveTuple, reason: AllocationEndReason, now: CoreTime) {
         if let slot = byFiveTuple[fiveTuple] { free(slot, reason: reason, now: now) }
+    }
+
+    /// Ends every allocation made through the listener `server` over `transport` (a listener
+    /// handed over to another instance).
+    public func closeAllocations(
+        servedAt server: TransportAddress, transport: TransportProtocol, reason: AllocationEndReason, now: CoreTime
+    ) {
+        for slot in slots.indices {
+            if let a = slots[slot], a.fiveTuple.server == server, a.fiveTuple.transport == transport {
+                free(slot, reason: reason, now: now)
+            }
+        }
     }
 
     /// Ends every allocation of this shard.

@@ -38,6 +38,9 @@ public struct RelayConfiguration: Sendable {
     public var dtls = DTLSLimits()
     /// Seconds a stream connection may stay without an allocation (or in its TLS handshake).
     public var idleTimeoutSeconds: UInt64 = 30
+    /// Started with `--takeover`: a UDP (or DTLS) address another process still listens on is
+    /// bound only once it is free, when that instance hands it over (`Takeover.swift`).
+    public var takeover = false
 
     public init() {}
 

@@ -29,6 +29,10 @@ public final class RelayServer: @unchecked Sendable {
     public let tls: TLSContextStore?
     let ports: PortPool
     let logger: Logger
+    /// Every listening socket, for handing listeners over to another instance (`Takeover.swift`).
+    let listenerRecord = ListenerRecord()
+    /// UDP and DTLS addresses held by the instance being taken over, bound once it releases them.
+    let deferredListeners = DeferredListeners()
 
     /// Binds every listening socket; `start()` then begins serving.
     public init(
@@ -80,8 +84,13 @@ public final class RelayServer: @unchecked Sendable {
         }
     }
 
-    /// Binds a UDP socket on every shard (SO_REUSEPORT); returns the bound address.
+    /// Binds a UDP socket on every shard (SO_REUSEPORT); returns the bound address. Taking over,
+    /// an address another process holds is bound later instead (`DeferredListeners`).
     func bindDatagram(_ requested: TransportAddress, dtls: Bool) throws(SocketError) -> TransportAddress {
+        if configuration.takeover && ListenerOwnership.isHeld(requested, .udp) {
+            deferredListeners.add(requested, dtls: dtls)
+            return requested
+        }
         var address = requested
         for shard in shards {
             let fd = try Sockets.open(requested.family, type: Int32(SOCK_DGRAM.rawValue))
@@ -93,6 +102,7 @@ public final class RelayServer: @unchecked Sendable {
                 throw error
             }
             if address.port == 0, let bound = Sockets.localAddress(fd) { address = bound }
+            listenerRecord.note(fd: fd, address: address, transport: dtls ? .dtls : .udp)
             Sockets.tuneDatagramSocket(fd, bufferBytes: configuration.socketBufferBytes)
             shard.addListener(fd: fd, address: address, dtls: dtls)
         }
@@ -105,6 +115,7 @@ public final class RelayServer: @unchecked Sendable {
         for shard in shards {
             let fd = try Sockets.listeningStream(address, backlog: 1024)
             if address.port == 0, let bound = Sockets.localAddress(fd) { address = bound }
+            listenerRecord.note(fd: fd, address: address, transport: tls ? .tls : .tcp)
             shard.addStreamListener(fd: fd, address: address, tls: tls)
         }
         return address
@@ -132,6 +143,7 @@ public final class RelayServer: @unchecked Sendable {
             }
         }
         certificateWatch.activate()
+        startDeferredListeners()
         logger.info(
             "serving",
             metadata: [
@@ -146,6 +158,7 @@ public final class RelayServer: @unchecked Sendable {
     /// Stops every shard: sockets closed, allocations ended.
     public func stop() {
         certificateWatch.cancel()
+        deferredListeners.cancel()
         for shard in shards { shard.queue.sync { shard.stop() } }
     }
 

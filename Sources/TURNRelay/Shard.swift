@@ -271,7 +271,7 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
 
     /// The UDP listener socket bound to `address` on this shard.
     @inline(__always) func listenerFD(for address: TransportAddress) -> Int32? {
-        for l in listeners where l.address == address { return l.fd }
+        for l in listeners where l.address == address && l.fd >= 0 { return l.fd }
         return nil
     }
 
@@ -549,7 +549,9 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
             traverse_epoll_remove(poller, endpoint.handle)
             close(endpoint.handle)
         }
-        if let slot = relaySlots.removeValue(forKey: endpoint.handle) { closeLinks(slot: slot) }
+        if let slot = relaySlots.removeValue(forKey: endpoint.handle) {
+            closeLinks(slot: slot, relay: endpoint.address)
+        }
         kernelDropsClosed += kernelDropsByFD.removeValue(forKey: endpoint.handle) ?? 0
         ports.release(endpoint.address.family, endpoint.address.port)
     }
@@ -583,7 +585,7 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
             let token = readyTokens[i]
             if token & Self.listenerToken != 0 {
                 let index = Int(token & 0xFFFF_FFFF)
-                if index < listeners.count { drainListener(listeners[index]) }
+                if index < listeners.count && listeners[index].fd >= 0 { drainListener(listeners[index]) }
             } else {
                 let fd = Int32(bitPattern: UInt32(truncatingIfNeeded: token))
                 let slot = Int(token >> 32)

@@ -20,6 +20,8 @@ public enum StreamCloseReason: Int, CaseIterable, Sendable {
     case handshakeFailed
     case shutdown
     case refused
+    /// An RFC 6062 data connection whose TCP allocation ended.
+    case allocationEnded
 
     public var label: String {
         switch self {
@@ -31,6 +33,7 @@ public enum StreamCloseReason: Int, CaseIterable, Sendable {
         case .handshakeFailed: "handshake_failed"
         case .shutdown: "shutdown"
         case .refused: "refused"
+        case .allocationEnded: "allocation_ended"
         }
     }
 }
@@ -116,6 +119,9 @@ final class StreamConnection: StreamWriter {
     var rawPeer: RawPeer?
     /// Client bytes that arrived before the peer connection was attached (bounded).
     var rawPending: [UInt8] = []
+    /// The relayed address of the TCP allocation this data connection was bound to
+    /// (ConnectionBind); it is closed when that allocation ends (`Shard.closeLinks`).
+    var boundRelay: TransportAddress?
 
     init(fd: Int32, shard: Shard, fiveTuple: FiveTuple, tls: TLSContext?, now: UInt64) {
         self.fd = fd
@@ -407,6 +413,7 @@ final class StreamConnection: StreamWriter {
         readSource.cancel()
         rawPeer?.close()
         rawPeer = nil
+        if let boundRelay { shard.connectionRegistry.unbind(relay: boundRelay, dataConnection: fiveTuple) }
         shard.connectionClosed(self, reason: reason)
     }
 }

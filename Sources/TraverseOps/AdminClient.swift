@@ -6,7 +6,9 @@ public import STUNCodec
 #endif
 
 /// A tiny blocking HTTP/1.1 client for the admin endpoint (used by `traverse top` and tests):
-/// one request per connection, `Connection: close`, body framed by Content-Length or EOF.
+/// one request per connection, `Connection: close`, body framed by Content-Length or EOF. It
+/// names the endpoint by its address in `Host`, and sends `X-Traverse-Admin: 1` with every
+/// request but GET and HEAD, as `AdminRequestPolicy` requires.
 public enum AdminClient {
     /// An HTTP answer.
     public struct Response: Sendable {
@@ -57,6 +59,8 @@ public enum AdminClient {
 
         var head = "\(method) \(path) HTTP/1.1\r\nHost: \(address)\r\nConnection: close\r\nContent-Length: 0\r\n"
         if let token { head += "Authorization: Bearer \(token)\r\n" }
+        // State-changing requests must carry the admin header (`AdminRequestPolicy`).
+        if method != "GET" && method != "HEAD" { head += "\(AdminRequestPolicy.requiredHeader): 1\r\n" }
         head += "\r\n"
         let out = Array(head.utf8)
         var sent = 0

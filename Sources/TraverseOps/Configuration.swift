@@ -71,6 +71,9 @@ public struct TraverseConfiguration: Sendable {
     // [admin]
     public var adminListen: TransportAddress? = TransportAddress("127.0.0.1:9641")
     public var adminToken: String? = nil
+    /// Names (or `NAME:PORT`) the admin endpoint answers to besides its bound address, e.g. the
+    /// name Prometheus scrapes it by.
+    public var adminAllowedHosts: [String] = []
     public var alternateServers: [TransportAddress] = []
     public var alternateDomain: String? = nil
     public var drainTimeout: Int = 60

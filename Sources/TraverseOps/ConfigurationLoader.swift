@@ -145,6 +145,13 @@ public enum ConfigurationLoader {
         case "admin.token":
             let s = try string(name, v)
             c.adminToken = s.isEmpty ? nil : s
+        case "admin.allowed_hosts":
+            let hosts = try strings(name, v)
+            for h in hosts where !AdminRequestPolicy.isValidEntry(h) {
+                throw ConfigurationError(
+                    key: name, reason: "\"\(h)\" is not a host name, IP address, NAME:PORT or [IPv6]:PORT")
+            }
+            c.adminAllowedHosts = hosts
         case "admin.alternate_servers": c.alternateServers = try addresses(name, v)
         case "admin.alternate_domain":
             let s = try string(name, v)
@@ -169,6 +176,19 @@ public enum ConfigurationLoader {
         }
         if let admin = c.adminListen, !isLoopback(admin.ip), c.adminToken == nil {
             throw ConfigurationError(key: "admin.listen", reason: "an address off loopback needs admin.token")
+        }
+        // An address listed twice would be shared by this process with itself (SO_REUSEPORT),
+        // and the kernel would split its clients between the two listeners.
+        var seen: Set<TransportAddress> = []
+        let tls = c.effectiveTLSListen
+        let named: [(String, TransportAddress)] =
+            c.listen.map { ("server.listen", $0) } + tls.map { ("server.tls_listen", $0) }
+            + (c.adminListen.map { [("admin.listen", $0)] } ?? [])
+        for (key, address) in named where address.port != 0 {
+            guard seen.insert(address).inserted else {
+                throw ConfigurationError(
+                    key: key, reason: "\(address) is listed twice (listen, tls_listen, admin.listen)")
+            }
         }
     }
 

@@ -21,6 +21,7 @@ public final class Operations: Sendable {
     private let current: Mutex<TraverseConfiguration>
     private let reloadLock = Mutex(())
     private let sampler = Mutex<Task<Void, Never>?>(nil)
+    private let handover = Mutex<Task<Void, Never>?>(nil)
 
     /// Starts following `server`: allocation events feed the metrics and a 1 s sampler feeds
     /// the load window. `source` is what a reload re-reads; nil refuses reloads.
@@ -44,8 +45,11 @@ public final class Operations: Sendable {
         sampler.withLock { $0 = task }
     }
 
-    /// Stops the sampler.
-    public func shutdown() { sampler.withLock { $0?.cancel() } }
+    /// Stops the sampler (and the hand-over watch).
+    public func shutdown() {
+        sampler.withLock { $0?.cancel() }
+        handover.withLock { $0?.cancel() }
+    }
 
     /// The configuration in force.
     public var configuration: TraverseConfiguration { current.withLock { $0 } }
@@ -102,7 +106,10 @@ public final class Operations: Sendable {
     // MARK: Drain
 
     /// Stops taking new allocations (answered 300 Try Alternate when `admin.alternate_servers`
-    /// is set, else 508); existing ones keep relaying. Returns false if already draining.
+    /// is set, else 508); existing ones keep relaying. While draining, each listener another
+    /// process also listens on (an instance started with `--takeover`) is handed over to it,
+    /// checked now and every second (`RelayServer.handOverSharedListeners`). Returns false if
+    /// already draining.
     @discardableResult
     public func startDrain(trigger: String) -> Bool {
         guard !server.shared.isDraining else { return false }
@@ -110,6 +117,15 @@ public final class Operations: Sendable {
         logger.notice(
             "draining: new allocations refused",
             metadata: ["trigger": "\(trigger)", "allocations": "\(server.shared.allocationCount)"])
+        let relay = server.relay
+        let shared = server.shared
+        let task = Task.detached {
+            while !Task.isCancelled && shared.isDraining && !relay.everyListenerHandedOver {
+                relay.handOverSharedListeners()
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
+        handover.withLock { $0 = task }
         return true
     }
 

@@ -12,8 +12,15 @@ public final class TraverseServer: Sendable {
     /// The credentials generated on first start when none were configured.
     public let generatedCredentials: GeneratedCredentials?
 
-    /// Binds every socket and starts serving.
-    public init(configuration: TraverseConfiguration, logger: Logger) throws(StartupError) {
+    /// Binds every socket and starts serving. Unless `takeover`, an address another process
+    /// already listens on (relay listeners and the admin endpoint) is refused with
+    /// `StartupError.addressInUse` before anything is bound; with it, TCP and TLS addresses are
+    /// shared and UDP and DTLS ones bound once that process releases them (Docs/operations.md,
+    /// *Takeover*).
+    public init(configuration: TraverseConfiguration, logger: Logger, takeover: Bool = false) throws(StartupError) {
+        if !takeover, let (address, transport) = Self.firstHeldAddress(configuration) {
+            throw .addressInUse(address, transport)
+        }
         var config = configuration
         var generated: GeneratedCredentials? = nil
         if !config.hasCredentials {
@@ -58,14 +65,28 @@ public final class TraverseServer: Sendable {
                 throw .tls(.cannotGenerate(path: config.stateDirectory))
             }
         }
+        var relayConfiguration = config.relayConfiguration()
+        relayConfiguration.takeover = takeover
         do {
             relay = try RelayServer(
-                configuration: config.relayConfiguration(), coreConfiguration: config.coreConfiguration(),
+                configuration: relayConfiguration, coreConfiguration: config.coreConfiguration(),
                 shared: shared, tls: tls, logger: logger)
         } catch {
             throw .socket(error)
         }
         relay.start()
+    }
+
+    /// The first address of `c` (UDP and TCP on `listen`, TLS and DTLS on the TLS listeners, the
+    /// admin endpoint) that some socket already holds.
+    public static func firstHeldAddress(_ c: TraverseConfiguration)
+        -> (TransportAddress, ListenerOwnership.Transport)?
+    {
+        var wanted: [(TransportAddress, ListenerOwnership.Transport)] = []
+        for a in c.listen { wanted += [(a, .udp), (a, .tcp)] }
+        for a in c.effectiveTLSListen { wanted += [(a, .tcp), (a, .udp)] }
+        if let admin = c.adminListen { wanted.append((admin, .tcp)) }
+        return wanted.first { ListenerOwnership.isHeld($0.0, $0.1) }
     }
 
     /// Re-reads credentials and policy from `configuration` and puts them in force without
@@ -107,10 +128,15 @@ public enum StartupError: Error, CustomStringConvertible {
     case configuration(ConfigurationError)
     case socket(SocketError)
     case tls(TLSError)
+    /// Another process already listens on this address (start without `--takeover`).
+    case addressInUse(TransportAddress, ListenerOwnership.Transport)
 
     public var description: String {
         switch self {
         case .configuration(let e): e.description
+        case .addressInUse(let address, let transport):
+            "\(address) (\(transport)) is already in use by another process: stop it first, or start with "
+                + "--takeover to share it during a hand-over (see Docs/operations.md)"
         case .tls(let e): e.description
         case .socket(let e): "cannot listen: \(e)"
         }

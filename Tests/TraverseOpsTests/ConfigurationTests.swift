@@ -61,6 +61,7 @@ struct ConfigurationFileTests {
         [admin]
         listen = "127.0.0.1:9000"
         token = "tok"
+        allowed_hosts = ["relay-1.internal", "metrics.example.org:8443", "[2001:db8::5]"]
         alternate_servers = ["192.0.2.99:3478"]
         alternate_domain = "alt.example.org"
         drain_timeout = 30
@@ -102,6 +103,7 @@ struct ConfigurationFileTests {
         #expect(c.privateKeyFile == "/etc/traverse/key.pem")
         #expect(c.adminListen == TransportAddress("127.0.0.1:9000"))
         #expect(c.adminToken == "tok")
+        #expect(c.adminAllowedHosts == ["relay-1.internal", "metrics.example.org:8443", "[2001:db8::5]"])
         #expect(c.alternateServers == [TransportAddress("192.0.2.99:3478")!])
         #expect(c.alternateDomain == "alt.example.org")
         #expect(c.drainTimeout == 30)
@@ -208,8 +210,17 @@ struct ConfigurationFileTests {
             ("[relay]\nexternal_addresses = { \"10.0.0.5\" = \"2001:db8::1\" }", "relay.external_addresses.10.0.0.5"),
             ("[admin]\nlisten = \"0.0.0.0:9000\"", "admin.listen"),
             ("[admin]\nalternate_servers = [\"nope\"]", "admin.alternate_servers"),
+            ("[admin]\nallowed_hosts = \"relay.example\"", "admin.allowed_hosts"),
+            ("[admin]\nallowed_hosts = [\"evil example\"]", "admin.allowed_hosts"),
+            ("[admin]\nallowed_hosts = [\"relay.example:99999\"]", "admin.allowed_hosts"),
+            ("[admin]\nallowed_hosts = [\"::1\"]", "admin.allowed_hosts"),
+            ("[admin]\nallowed_hosts = [\"http://relay.example\"]", "admin.allowed_hosts"),
+            ("[admin]\nallowed_hosts = [\"\"]", "admin.allowed_hosts"),
             ("[limits]\ndefault_lifetime = 1200\nmax_lifetime = 600", "limits.max_lifetime"),
             ("[server]\nlisten = []", "server.listen"),
+            ("[server]\nlisten = [\"127.0.0.1:3478\", \"127.0.0.1:3478\"]", "server.listen"),
+            ("[server]\nlisten = [\"127.0.0.1:3478\"]\ntls_listen = [\"127.0.0.1:3478\"]", "server.tls_listen"),
+            ("[server]\nlisten = [\"127.0.0.1:9641\"]", "admin.listen"),
             ("server = 5", "server"),
         ])
     func badValue(text: String, key: String) throws {
