@@ -58,11 +58,15 @@ public enum AllocationEndReason: String, Sendable {
     case revoked
     /// Its listener was handed over to another instance (`--takeover`).
     case takenOver = "taken_over"
+    /// Ended through the sessions API (`DELETE /sessions/…`), here or from another node.
+    case endedByOperator = "ended_by_operator"
 }
 
 /// One allocation (RFC 8656 §6): relayed addresses, the client's 5-tuple, the authentication
 /// it was made with (the key, never the password), permissions and channels.
 public struct Allocation: Sendable {
+    /// A random id, unique on this node: how the sessions API names the allocation.
+    public let id: UInt64 = .random(in: 1...UInt64.max)
     public let fiveTuple: FiveTuple
     public let username: String
     /// The key the allocation was authenticated with; later requests may use it even after a

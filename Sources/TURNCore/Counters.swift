@@ -15,6 +15,7 @@ public enum DropReason: Int, CaseIterable, Sendable {
     case sendFailed
     case oversizedDatagram
     case incompleteRequest
+    case quotaPending
 
     /// The metric label.
     public var label: String {
@@ -34,6 +35,7 @@ public enum DropReason: Int, CaseIterable, Sendable {
         case .sendFailed: "send_failed"
         case .oversizedDatagram: "oversized_datagram"
         case .incompleteRequest: "incomplete_request"
+        case .quotaPending: "quota_pending"
         }
     }
 }
@@ -101,6 +103,8 @@ public struct CoreCounters: Sendable {
     /// Challenges (401/438) sent from a source's overflow byte budget, after its answers for
     /// the second were spent (see `SourceRateLimiter`).
     public var overflowChallenges: UInt64 = 0
+    /// Allocates refused (486) by the fleet-wide quota.
+    public var fleetQuotaRefusals: UInt64 = 0
 
     public init() {}
 
@@ -123,5 +127,6 @@ public struct CoreCounters: Sendable {
         sum(&relayedPacketsPeerToClient, o.relayedPacketsPeerToClient)
         sum(&relayedBytesPeerToClient, o.relayedBytesPeerToClient)
         overflowChallenges &+= o.overflowChallenges
+        fleetQuotaRefusals &+= o.fleetQuotaRefusals
     }
 }

@@ -8,6 +8,9 @@ public enum ClientMessageOutcome {
     case relay(handle: Int32, peer: TransportAddress, payload: UnsafeRawBufferPointer)
     /// Nothing to send (dropped and counted, or an indication that needs no answer).
     case none
+    /// An Allocate waits for the fleet-wide quota: ask `shared.fleet.quota` for `username`
+    /// under `limit`, then hand the verdict and the same request to `resumeAllocate`.
+    case awaitQuota(username: String, limit: Int)
 }
 
 /// How a datagram from a peer reaches the client.
@@ -46,6 +49,12 @@ public final class TURNServerCore {
     var slots: [Allocation?] = []
     var freeSlots: [Int] = []
     var byFiveTuple: [FiveTuple: Int] = [:]
+    /// Allocates waiting for the fleet-wide quota, by 5-tuple (bounded by `maxPendingQuota`).
+    var pendingQuota: [FiveTuple: STUNTransactionID] = [:]
+    /// The verdict `resumeAllocate` is applying, and whether the request used it.
+    var verdict: (fiveTuple: FiveTuple, transactionID: STUNTransactionID, verdict: QuotaVerdict)?
+    var verdictUsed = false
+    static let maxPendingQuota = 1024
     var rateLimiter: SourceRateLimiter
     var policyGeneration = -1
     /// A policy replaced since the last sweep, which applies it to existing allocations.
@@ -125,7 +134,8 @@ public final class TURNServerCore {
         case .request:
             break
         }
-        counters.requests[Self.countedMethod(m.type.method).rawValue] &+= 1
+        // (The second pass of an Allocate that waited for the fleet quota is not counted again.)
+        if verdict?.fiveTuple != fiveTuple { counters.requests[Self.countedMethod(m.type.method).rawValue] &+= 1 }
         refreshPolicyIfNeeded()
 
         // A retransmission of a request already answered on this allocation gets the same answer.
@@ -138,6 +148,12 @@ public final class TURNServerCore {
         }
 
         if m.type.method == .binding { return handleBinding(m, fiveTuple, now, response) }
+        // A request from a client whose Allocate waits for the fleet quota: answered once the
+        // verdict is in (a retransmission must not ask twice).
+        if pendingQuota[fiveTuple] != nil, verdict?.fiveTuple != fiveTuple {
+            counters.drop(.quotaPending)
+            return .none
+        }
 
         if policy.bannedClients.isBanned(fiveTuple.client.ip) {
             counters.drop(.bannedClient)
@@ -561,10 +577,38 @@ public final class TURNServerCore {
             families.append(.ipv6)
         }
 
+        // The fleet-wide quota, when there is a fleet: asked once, asynchronously; the request
+        // is handled again with the verdict (`resumeAllocate`).
+        var maxPerUser = configuration.maxAllocationsPerUser
+        var fleetCounted = false
+        if shared.fleet.quota != nil {
+            if let v = verdict, v.fiveTuple == fiveTuple, v.transactionID == m.transactionID {
+                verdictUsed = true
+                switch v.verdict {
+                case .granted:
+                    maxPerUser = Int.max
+                    fleetCounted = true
+                case .refused:
+                    counters.fleetQuotaRefusals &+= 1
+                    return reply(m, auth, now, out, slot: nil, error: (486, "Allocation Quota Reached"))
+                case .unavailable(countLocally: true):
+                    fleetCounted = true
+                case .unavailable(countLocally: false):
+                    return reply(m, auth, now, out, slot: nil, error: (508, "Insufficient Capacity"))
+                }
+            } else {
+                guard pendingQuota.count < Self.maxPendingQuota else {
+                    return reply(m, auth, now, out, slot: nil, error: (508, "Insufficient Capacity"))
+                }
+                pendingQuota[fiveTuple] = m.transactionID
+                return .awaitQuota(username: auth.username, limit: configuration.maxAllocationsPerUser)
+            }
+        }
         if let code = shared.reserve(
-            username: auth.username, maxTotal: configuration.maxAllocations,
-            maxPerUser: configuration.maxAllocationsPerUser)
+            username: auth.username, maxTotal: configuration.maxAllocations, maxPerUser: maxPerUser)
         {
+            // Counted fleet-wide but not made here: give the count back.
+            if fleetCounted { shared.fleet.quota?.release(username: auth.username) }
             if code == 508, let alternate = alternate(for: fiveTuple) {
                 return reply(m, auth, now, out, slot: nil, error: (300, "Try Alternate")) { w in
                     try w.append(.alternateServer, address: alternate)

@@ -123,6 +123,8 @@ public final class SharedServerState: Sendable {
     let drainingFlag = Atomic<Bool>(false)
     let capacityOverride = Atomic<Int>(-1)
     let generation = Atomic<Int>(0)
+    /// What a fleet decides for this node (nothing without `[fleet]`).
+    public let fleet = FleetHooks()
 
     public init(policy: CorePolicy) { policyBox = Mutex(policy) }
 
@@ -166,8 +168,9 @@ public final class SharedServerState: Sendable {
         return nil
     }
 
-    /// Returns a slot taken by `reserve`.
+    /// Returns a slot taken by `reserve`, and the user's count in the fleet-wide quota.
     func release(username: String) {
+        fleet.quota?.release(username: username)
         perUser.withLock { counts in
             let n = counts[username, default: 1] - 1
             if n <= 0 { counts[username] = nil } else { counts[username] = n }

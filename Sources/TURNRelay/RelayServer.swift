@@ -34,10 +34,11 @@ public final class RelayServer: @unchecked Sendable {
     /// UDP and DTLS addresses held by the instance being taken over, bound once it releases them.
     let deferredListeners = DeferredListeners()
 
-    /// Binds every listening socket; `start()` then begins serving.
+    /// Binds every listening socket; `start()` then begins serving. `nonceSecret` is shared by
+    /// every node of a fleet (so that any node accepts any node's nonce); by default a random one.
     public init(
         configuration: RelayConfiguration, coreConfiguration: CoreConfiguration, shared: SharedServerState,
-        tls: TLSContextStore? = nil, logger: Logger
+        tls: TLSContextStore? = nil, nonceSecret: [UInt8]? = nil, logger: Logger
     ) throws(SocketError) {
         self.tls = tls
         // A peer that resets a TLS connection would otherwise kill the process: OpenSSL writes
@@ -58,7 +59,7 @@ public final class RelayServer: @unchecked Sendable {
         let registry = ConnectionRegistry()
         // One nonce secret for all shards: a client's TCP data connections and retries may land
         // on another shard than the one that issued its nonce.
-        let nonceSecret = STUNDigest.randomBytes(32)
+        let nonceSecret = nonceSecret ?? STUNDigest.randomBytes(32)
         for i in 0..<count {
             shards.append(
                 Shard(

@@ -386,6 +386,8 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
             tx.enqueue(
                 fd: handle, to: peer, bytes: payload.baseAddress ?? UnsafeRawPointer(buffer.baseAddress!),
                 length: payload.count)
+        case .awaitQuota(let username, let limit):
+            askFleetQuota(bytes, fiveTuple, username: username, limit: limit)
         case .none:
             break
         }

@@ -65,15 +65,17 @@ public final class FleetCoordinator: @unchecked Sendable {
     /// its state: republish whatever Redis should hold (quota counts).
     public var onReregister: (@Sendable (RedisConnection) -> Void)?
 
+    /// `bans` is the node's ban book, kept in step with the fleet's bans in Redis.
     public init(
-        configuration: FleetConfiguration, logger: Logger, entry: @escaping @Sendable () -> BoardEntry
+        configuration: FleetConfiguration, bans: BanBook, logger: Logger,
+        entry: @escaping @Sendable () -> BoardEntry
     ) {
         self.configuration = configuration
         self.identity = FleetIdentity(secret: configuration.secret)
         self.board = FleetBoard(
             selfID: configuration.nodeID,
             staleAfterMilliseconds: Int64(configuration.publishIntervalSeconds * 3000))
-        self.bans = BanBook()
+        self.bans = bans
         self.logger = logger
         self.entry = entry
         self.connection = RedisConnection(endpoint: configuration.redis)

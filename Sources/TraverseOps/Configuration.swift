@@ -80,6 +80,14 @@ public struct TraverseConfiguration: Sendable {
     /// Relay throughput (bits per second, in plus out) that counts as full load in the load
     /// score; 0 leaves throughput out of the score.
     public var maxBitsPerSecond = 0
+    // [fleet] (Configuration+Fleet.swift); no fleet while `fleetRedis` is nil.
+    public var fleetRedis: String? = nil
+    public var fleetNodeID: String? = nil
+    public var fleetSecret: String? = nil
+    public var fleetAdvertise: [String] = []
+    public var fleetPublishInterval = 1.0
+    public var fleetRedirectLoad = 0.8
+    public var fleetOnRedisDown = "local"
 
     public init() {}
 

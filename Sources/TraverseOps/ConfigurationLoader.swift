@@ -1,6 +1,7 @@
 import STUNCodec
 import TOMLKit
 import TURNCore
+import TraverseFleet
 
 /// Reads the TOML configuration file, refusing unknown keys and bad values with an error that
 /// names the key.
@@ -159,6 +160,10 @@ public enum ConfigurationLoader {
         case "admin.drain_timeout": c.drainTimeout = try int(name, v, 0...86_400)
         case "admin.max_bits_per_second": c.maxBitsPerSecond = try int(name, v, 0...Int.max)
         default:
+            if section == "fleet" {
+                try applyFleet(key: key, value: v, to: &c)
+                return
+            }
             throw ConfigurationError(key: name, reason: "unknown key")
         }
     }
@@ -177,6 +182,7 @@ public enum ConfigurationLoader {
         if let admin = c.adminListen, !isLoopback(admin.ip), c.adminToken == nil {
             throw ConfigurationError(key: "admin.listen", reason: "an address off loopback needs admin.token")
         }
+        _ = try c.fleetConfiguration()
         // An address listed twice would be shared by this process with itself (SO_REUSEPORT),
         // and the kernel would split its clients between the two listeners.
         var seen: Set<TransportAddress> = []
@@ -286,6 +292,9 @@ public struct ConfigurationOverrides: Sendable {
     public var stateDirectory: String?
     public var legacyChannelNumbers: Bool?
     public var maxAllocationsPerUser: Int?
+    public var redis: String?
+    public var nodeID: String?
+    public var fleetSecret: String?
 
     public init() {}
 
@@ -309,6 +318,9 @@ public struct ConfigurationOverrides: Sendable {
         o.stateDirectory = env["TRAVERSE_STATE_DIR"]
         if env["TRAVERSE_LEGACY_CHANNEL_NUMBERS"] == "1" { o.legacyChannelNumbers = true }
         o.maxAllocationsPerUser = env["TRAVERSE_USER_QUOTA"].flatMap { Int($0) ?? 0 }
+        o.redis = env["TRAVERSE_REDIS"]
+        o.nodeID = env["TRAVERSE_NODE_ID"]
+        o.fleetSecret = env["TRAVERSE_FLEET_SECRET"]
         return o
     }
 
@@ -379,6 +391,15 @@ public struct ConfigurationOverrides: Sendable {
             }
             c.maxAllocationsPerUser = maxAllocationsPerUser
         }
+        if let redis {
+            guard RedisEndpoint(url: redis) != nil else {
+                throw ConfigurationError(
+                    key: name("--redis", "TRAVERSE_REDIS"), reason: "expected redis://[:password@]host:port[/db]")
+            }
+            c.fleetRedis = redis
+        }
+        if let nodeID { c.fleetNodeID = nodeID }
+        if let fleetSecret { c.fleetSecret = fleetSecret }
         try ConfigurationLoader.validate(c)
         return c
     }

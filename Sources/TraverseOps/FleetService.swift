@@ -1,5 +1,5 @@
 public import Logging
-import STUNCodec
+public import STUNCodec
 import Synchronization
 import TURNCore
 public import TraverseFleet
@@ -17,7 +17,9 @@ public final class FleetService: Sendable {
     let advertised: [String: [String]]
 
     /// Builds the service for `operations`' server; call `start` to begin publishing.
-    public init(configuration: FleetConfiguration, operations: Operations, admin: TransportAddress?, logger: Logger) {
+    public init(
+        configuration: FleetConfiguration, operations: Operations, admin: STUNCodec.TransportAddress?, logger: Logger
+    ) {
         self.operations = operations
         let server = operations.server
         var addresses: [String: [String]] = [:]
@@ -35,7 +37,8 @@ public final class FleetService: Sendable {
         let adminText = admin?.description
         let redirectLoad = configuration.redirectLoad
         let shared = server.shared
-        coordinator = FleetCoordinator(configuration: configuration, logger: logger) { [operations] in
+        coordinator = FleetCoordinator(configuration: configuration, bans: server.bans, logger: logger) {
+            [operations] in
             let report = operations.loadReport()
             shared.fleet.setOverloaded(report.load >= redirectLoad)
             return BoardEntry(
@@ -62,9 +65,8 @@ public final class FleetService: Sendable {
             return board.alternate(transport, fiveTuple.client.family, now: FleetBoard.nowMilliseconds())
         }
         server.shared.fleet.setQuota(quota)
-        // Fleet bans live in the server's ban book, which the coordinator keeps in step with Redis.
-        coordinator.bans.onChange { [server] _ in server.applyBans() }
-        server.followBans(coordinator.bans)
+        // Fleet bans live in the server's ban book (`server.bans`), which the coordinator keeps
+        // in step with Redis; the server applies every change to its policy.
         let quota = self.quota
         coordinator.onReregister = { connection in quota.republish(connection) }
         coordinator.onEvent = { [server] event in
@@ -72,13 +74,15 @@ public final class FleetService: Sendable {
             case .kill(let node, let id) where node == self.coordinator.configuration.nodeID:
                 if let n = UInt64(id) { server.relay.endSessions(.id(n)) }
             case .killUser(let hash):
-                server.relay.endSessions(.userHash(hash, self.coordinator.identity))
+                let identity = self.coordinator.identity
+                server.relay.endSessions(.users { identity.userHash($0) == hash })
             default: break
             }
         }
         let identity = coordinator.identity
         let nodeID = coordinator.configuration.nodeID
         let coordinator = self.coordinator
+        let operations = self.operations
         server.relay.observeAllocations { event in
             operations.metrics.observe(event)
             guard case .ended(let ft, let username, let duration, let traffic, let reason) = event else { return }

@@ -2,6 +2,8 @@ public import Logging
 public import STUNCodec
 public import TURNCore
 public import TURNRelay
+import Synchronization
+public import TraverseFleet
 
 /// A running Traverse server: the data path plus the state it shares, built from a
 /// `TraverseConfiguration`. Used by the executable and by in-process integration tests.
@@ -11,6 +13,11 @@ public final class TraverseServer: Sendable {
     public let shared: SharedServerState
     /// The credentials generated on first start when none were configured.
     public let generatedCredentials: GeneratedCredentials?
+    /// Bans made at run time (admin endpoint, `traverse ban`, other nodes of a fleet), in force
+    /// together with `relay.banned_clients` from the configuration.
+    public let bans = BanBook()
+    /// The bans of the configuration in force (replaced by each reload).
+    private let configuredBans: Mutex<ClientBanList>
 
     /// Binds every socket and starts serving. Unless `takeover`, an address another process
     /// already listens on (relay listeners and the admin endpoint) is refused with
@@ -41,6 +48,7 @@ public final class TraverseServer: Sendable {
             throw .configuration(error)
         }
         shared = SharedServerState(policy: policy)
+        configuredBans = Mutex(policy.bannedClients)
         var tls: TLSContextStore? = nil
         if !config.effectiveTLSListen.isEmpty {
             do {
@@ -75,6 +83,18 @@ public final class TraverseServer: Sendable {
             throw .socket(error)
         }
         relay.start()
+        bans.onChange { [weak self] _ in self?.applyBans() }
+    }
+
+    /// Puts the configured bans and the ban book's active bans in force, and ends the
+    /// allocations of newly banned clients at once (not at the next sweep).
+    public func applyBans() {
+        let now = Int64(FleetBoard.nowMilliseconds() / 1000)
+        var policy = shared.policy
+        let configured = configuredBans.withLock { $0 }
+        policy.bannedClients = ClientBanList(configured.prefixes + bans.active(now: now))
+        shared.replacePolicy(policy)
+        relay.sweepNow()
     }
 
     /// The first address of `c` (UDP and TCP on `listen`, TLS and DTLS on the TLS listeners, the
@@ -103,7 +123,11 @@ public final class TraverseServer: Sendable {
                 throw ConfigurationError(key: "tls.certificate", reason: error.description)
             }
         }
-        shared.replacePolicy(policy)
+        configuredBans.withLock { $0 = policy.bannedClients }
+        var combined = policy
+        combined.bannedClients = ClientBanList(
+            policy.bannedClients.prefixes + bans.active(now: Int64(FleetBoard.nowMilliseconds() / 1000)))
+        shared.replacePolicy(combined)
     }
 
     /// Stops serving; ends every allocation.
