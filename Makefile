@@ -15,8 +15,8 @@ PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_GET := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -qq -y -o Dpkg::Use-Pty=0
 
-BUILD_PACKAGES := libssl-dev libsrtp2-dev pkg-config
-INTEROP_PACKAGES := coturn stun-client prometheus
+BUILD_PACKAGES := libssl-dev libsrtp2-dev libhiredis-dev pkg-config
+INTEROP_PACKAGES := coturn stun-client prometheus redis-server
 
 # apt_install(packages): install those not yet installed; `apt-get update` only when something is missing.
 define apt_install

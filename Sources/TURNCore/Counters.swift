@@ -103,8 +103,10 @@ public struct CoreCounters: Sendable {
     /// Challenges (401/438) sent from a source's overflow byte budget, after its answers for
     /// the second were spent (see `SourceRateLimiter`).
     public var overflowChallenges: UInt64 = 0
-    /// Allocates refused (486) by the fleet-wide quota.
-    public var fleetQuotaRefusals: UInt64 = 0
+    /// Allocates refused with 486, by scope: this node's per-user quota, the fleet-wide one.
+    public var quotaRefusals: [UInt64] = [0, 0]
+    /// New allocations sent elsewhere (300 Try Alternate), by `RedirectReason`.
+    public var redirects = [UInt64](repeating: 0, count: RedirectReason.allCases.count)
 
     public init() {}
 
@@ -127,6 +129,20 @@ public struct CoreCounters: Sendable {
         sum(&relayedPacketsPeerToClient, o.relayedPacketsPeerToClient)
         sum(&relayedBytesPeerToClient, o.relayedBytesPeerToClient)
         overflowChallenges &+= o.overflowChallenges
-        fleetQuotaRefusals &+= o.fleetQuotaRefusals
+        sum(&quotaRefusals, o.quotaRefusals)
+        sum(&redirects, o.redirects)
+    }
+}
+
+/// Why a new allocation was sent to another server. Bounded: used as a metric label.
+public enum RedirectReason: Int, CaseIterable, Sendable {
+    case draining, full, load
+
+    public var label: String {
+        switch self {
+        case .draining: "draining"
+        case .full: "full"
+        case .load: "load"
+        }
     }
 }

@@ -511,17 +511,24 @@ public final class TURNServerCore {
         _ m: STUNMessageView, _ fiveTuple: FiveTuple, _ auth: AuthContext, _ now: CoreTime,
         _ out: UnsafeMutableRawBufferPointer
     ) -> ClientMessageOutcome {
-        if shared.isDraining
-            || shared.allocationCount >= shared.effectiveCapacity(configured: configuration.maxAllocations)
-        {
+        // Draining, full, or (in a fleet) above the redirect load: send the client to another
+        // node when one can take it (the fleet's board first, then the static list). With none,
+        // a draining node answers 508, a full one finds out below, a loaded one serves.
+        let redirect: RedirectReason? =
+            shared.isDraining
+            ? .draining
+            : shared.allocationCount >= shared.effectiveCapacity(configured: configuration.maxAllocations)
+                ? .full : shared.fleet.isOverloaded ? .load : nil
+        if let redirect {
             if let alternate = alternate(for: fiveTuple) {
+                counters.redirects[redirect.rawValue] &+= 1
                 let domain = fiveTuple.transport == .tls ? configuration.alternateDomain : nil
                 return reply(m, auth, now, out, slot: nil, error: (300, "Try Alternate")) { w in
                     try w.append(.alternateServer, address: alternate)
                     if let domain { try w.append(.alternateDomain, string: domain) }
                 }
             }
-            if shared.isDraining {
+            if redirect == .draining {
                 return reply(m, auth, now, out, slot: nil, error: (508, "Insufficient Capacity"))
             }
         }
@@ -589,7 +596,7 @@ public final class TURNServerCore {
                     maxPerUser = Int.max
                     fleetCounted = true
                 case .refused:
-                    counters.fleetQuotaRefusals &+= 1
+                    counters.quotaRefusals[1] &+= 1
                     return reply(m, auth, now, out, slot: nil, error: (486, "Allocation Quota Reached"))
                 case .unavailable(countLocally: true):
                     fleetCounted = true
@@ -610,10 +617,14 @@ public final class TURNServerCore {
             // Counted fleet-wide but not made here: give the count back.
             if fleetCounted { shared.fleet.quota?.release(username: auth.username) }
             if code == 508, let alternate = alternate(for: fiveTuple) {
+                counters.redirects[RedirectReason.full.rawValue] &+= 1
+                let domain = fiveTuple.transport == .tls ? configuration.alternateDomain : nil
                 return reply(m, auth, now, out, slot: nil, error: (300, "Try Alternate")) { w in
                     try w.append(.alternateServer, address: alternate)
+                    if let domain { try w.append(.alternateDomain, string: domain) }
                 }
             }
+            if code == 486 { counters.quotaRefusals[0] &+= 1 }
             return reply(
                 m, auth, now, out, slot: nil,
                 error: code == 486 ? (486, "Allocation Quota Reached") : (508, "Insufficient Capacity"))
@@ -679,8 +690,11 @@ public final class TURNServerCore {
         }
     }
 
+    /// Where to send a new client of `fiveTuple`: a live, lightly loaded node of the fleet of the
+    /// same transport and family, else the first static alternate of the client's family.
     func alternate(for fiveTuple: FiveTuple) -> TransportAddress? {
-        configuration.alternateServers.first { $0.family == fiveTuple.client.family }
+        shared.fleet.alternate(for: fiveTuple)
+            ?? configuration.alternateServers.first { $0.family == fiveTuple.client.family }
     }
 
     /// The address clients are told: the configured public address for a private relay IP.

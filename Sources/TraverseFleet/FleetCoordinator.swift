@@ -43,6 +43,8 @@ public final class FleetCoordinator: @unchecked Sendable {
         public var eventsReceived: UInt64 = 0
         /// Usage records that could not be written (Redis down).
         public var usageDropped: UInt64 = 0
+
+        public init() {}
     }
 
     public let configuration: FleetConfiguration

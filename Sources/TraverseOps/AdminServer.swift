@@ -162,8 +162,12 @@ public final class AdminServer: Sendable {
                     return json(.badRequest, "{\"reloaded\": false, \"reason\": \(jsonString(e.description))}\n")
                 }
             })
+        await fleetRoutes(http, operations: ops, token: token, guarded: guarded)
         await http.appendRoute(
-            "*", handler: guarded { _ in text(.notFound, "not found: try /metrics, /healthz, /readyz, /load\n") })
+            "*",
+            handler: guarded { _ in
+                text(.notFound, "not found: try /metrics, /healthz, /readyz, /load, /fleet, /bans, /sessions\n")
+            })
     }
 
     static func text(_ status: HTTPStatusCode, _ body: String, headers: HTTPHeaders = HTTPHeaders()) -> HTTPResponse {

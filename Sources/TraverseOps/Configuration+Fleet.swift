@@ -11,15 +11,9 @@ public import TraverseFleet
 extension TraverseConfiguration {
     /// The fleet settings, or nil when `fleet.redis` is not set (a node on its own).
     public func fleetConfiguration() throws(ConfigurationError) -> FleetConfiguration? {
-        guard let url = fleetRedis else {
-            for (key, set) in [
-                ("fleet.node_id", fleetNodeID != nil), ("fleet.secret", fleetSecret != nil),
-                ("fleet.advertise", !fleetAdvertise.isEmpty),
-            ] where set {
-                throw ConfigurationError(key: key, reason: "needs fleet.redis (or --redis, TRAVERSE_REDIS)")
-            }
-            return nil
-        }
+        // The fleet is on when `fleet.redis` is set from any source (the file may hold the
+        // secret while the environment gives the Redis URL, as the Kubernetes manifests do).
+        guard let url = fleetRedis else { return nil }
         guard let endpoint = RedisEndpoint(url: url) else {
             throw ConfigurationError(key: "fleet.redis", reason: "expected redis://[:password@]host:port[/db]")
         }

@@ -71,7 +71,7 @@ public final class FleetService: Sendable {
         coordinator.onReregister = { connection in quota.republish(connection) }
         coordinator.onEvent = { [server] event in
             switch event {
-            case .kill(let node, let id) where node == self.coordinator.configuration.nodeID:
+            case .kill(let node, let id) where node == "*" || node == self.coordinator.configuration.nodeID:
                 if let n = UInt64(id) { server.relay.endSessions(.id(n)) }
             case .killUser(let hash):
                 let identity = self.coordinator.identity

@@ -2,6 +2,7 @@ public import Logging
 import STUNCodec
 import Synchronization
 public import TURNCore
+import TraverseFleet
 
 /// The operator's view of a running `TraverseServer`: metrics, load, readiness, drain and
 /// reload. Shared by the admin HTTP endpoint and the signal handlers, so both act the same way.
@@ -21,6 +22,13 @@ public final class Operations: Sendable {
     private let current: Mutex<TraverseConfiguration>
     private let reloadLock = Mutex(())
     private let sampler = Mutex<Task<Void, Never>?>(nil)
+    private let fleetBox = Mutex<FleetService?>(nil)
+
+    /// The fleet service, when `[fleet]` is configured and started.
+    public var fleet: FleetService? {
+        get { fleetBox.withLock { $0 } }
+        set { fleetBox.withLock { $0 = newValue } }
+    }
     private let handover = Mutex<Task<Void, Never>?>(nil)
 
     /// Starts following `server`: allocation events feed the metrics and a 1 s sampler feeds
@@ -40,6 +48,7 @@ public final class Operations: Sendable {
                 try? await Task.sleep(for: .seconds(1))
                 guard let self else { return }
                 self.tracker.record(self.sample())
+                self.server.bans.expire(now: Int64(FleetBoard.nowMilliseconds() / 1000))
             }
         }
         sampler.withLock { $0 = task }
@@ -96,6 +105,7 @@ public final class Operations: Sendable {
         s.offload = server.relay.offloadCounters()
         s.streams = server.relay.streamCounters()
         s.dtls = server.relay.dtlsCounters()
+        s.fleet = fleet.map(FleetSnapshot.init)
         s.cpuSeconds = ProcessStats.cpuSeconds()
         s.residentBytes = ProcessStats.residentBytes()
         s.loadScore = loadReport(counters: counters).load

@@ -41,6 +41,8 @@ public final class TraverseMetrics: Sendable {
         public var streams = StreamCounters()
         /// DTLS admission counters, summed over the shards.
         public var dtls = DTLSCounters()
+        /// The fleet's state, with `[fleet]`.
+        public var fleet: FleetSnapshot?
 
         /// An empty snapshot.
         public init() {}
@@ -50,6 +52,7 @@ public final class TraverseMetrics: Sendable {
         var counters = CoreCounters()
         var streams = StreamCounters()
         var dtls = DTLSCounters()
+        var fleet = FleetSnapshot()
         var kernelDrops: Int64 = 0
         var offload = OffloadCounters()
         var cpuSeconds = 0.0
@@ -90,6 +93,9 @@ public final class TraverseMetrics: Sendable {
     private let dtlsHellosDropped: CoreMetrics.Counter
     private let dtlsSessionsRefused: CoreMetrics.Counter
     private let overflowChallenges: CoreMetrics.Counter
+    private let quotaRefusals: [CoreMetrics.Counter]
+    private let redirects: [CoreMetrics.Counter]
+    private let fleetMetrics: FleetMetrics
     /// StreamCounters.accepted is indexed so.
     static let streamTransports = ["tcp", "tls", "dtls"]
 
@@ -158,6 +164,9 @@ public final class TraverseMetrics: Sendable {
         dtlsHellosDropped = counter("traverse_dtls_hellos_dropped_total")
         dtlsSessionsRefused = counter("traverse_dtls_sessions_refused_total")
         overflowChallenges = counter("traverse_challenges_overflow_total")
+        quotaRefusals = counters("traverse_quota_refusals_total", "scope", ["node", "fleet"])
+        redirects = counters("traverse_redirects_total", "reason", RedirectReason.allCases.map(\.label))
+        fleetMetrics = FleetMetrics(factory: factory)
     }
 
     /// Follows an allocation event (called on a shard's queue; control path only).
@@ -205,6 +214,8 @@ public final class TraverseMetrics: Sendable {
             advance(bytesIn, last.counters.relayedBytesClientToPeer, now.relayedBytesClientToPeer)
             advance(packetsOut, last.counters.relayedPacketsPeerToClient, now.relayedPacketsPeerToClient)
             advance(bytesOut, last.counters.relayedBytesPeerToClient, now.relayedBytesPeerToClient)
+            advance(quotaRefusals, last.counters.quotaRefusals, now.quotaRefusals)
+            advance(redirects, last.counters.redirects, now.redirects)
             if now.overflowChallenges > last.counters.overflowChallenges {
                 overflowChallenges.increment(
                     by: Int64(clamping: now.overflowChallenges - last.counters.overflowChallenges))
@@ -224,6 +235,7 @@ public final class TraverseMetrics: Sendable {
             advance(dtlsHellosDropped, last.dtls.hellosDropped, snapshot.dtls.hellosDropped)
             advance(dtlsSessionsRefused, last.dtls.sessionsRefused, snapshot.dtls.sessionsRefused)
             last.dtls = snapshot.dtls
+            if let f = snapshot.fleet { fleetMetrics.update(f, last: &last.fleet) }
             if snapshot.kernelDrops > last.kernelDrops {
                 kernelDrops.increment(by: snapshot.kernelDrops - last.kernelDrops)
                 last.kernelDrops = snapshot.kernelDrops

@@ -15,7 +15,10 @@ import TraverseOps
 struct Traverse: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Traverse: a TURN/STUN relay for WebRTC. Media is forwarded and immediately discarded, never stored.",
-        subcommands: [Serve.self, CheckConfig.self, Top.self],
+        subcommands: [
+            Serve.self, CheckConfig.self, Top.self, FleetCommand.self, BanCommand.self, UnbanCommand.self,
+            SessionsCommand.self,
+        ],
         defaultSubcommand: Serve.self)
 }
 
@@ -55,6 +58,10 @@ struct ConfigurationOptions: ParsableArguments {
     var drainTimeout: Int?
     @Option(name: .long, help: "Server new allocations are sent to (300) when full or draining (repeatable).")
     var alternateServer: [String] = []
+    @Option(name: .long, help: "Fleet Redis, redis://[:password@]host:port[/db] (or TRAVERSE_REDIS).")
+    var redis: String?
+    @Option(name: .long, help: "This node's id in the fleet (default: the host name; or TRAVERSE_NODE_ID).")
+    var nodeID: String?
 
     var flagOverrides: ConfigurationOverrides {
         var o = ConfigurationOverrides()
@@ -70,6 +77,8 @@ struct ConfigurationOptions: ParsableArguments {
         o.stateDirectory = stateDir
         if legacyChannelNumbers { o.legacyChannelNumbers = true }
         o.maxAllocationsPerUser = userQuota
+        o.redis = redis
+        o.nodeID = nodeID
         return o
     }
 
@@ -233,6 +242,18 @@ struct Serve: ParsableCommand {
             }
         }
         announce(admin?.address)
+        // The fleet, once the admin endpoint's address is known (the board publishes it).
+        var fleet: FleetService? = nil
+        if let fleetConfiguration = try? configuration.fleetConfiguration() {
+            let service = FleetService(
+                configuration: fleetConfiguration, operations: operations, admin: admin?.address, logger: logger)
+            operations.fleet = service
+            service.start()
+            fleet = service
+            logger.info(
+                "fleet: joining",
+                metadata: ["node": "\(fleetConfiguration.nodeID)", "redis": "\(fleetConfiguration.redis)"])
+        }
 
         let signals = SignalHandlers()
         let sigtermCount = Mutex(0)
@@ -250,6 +271,7 @@ struct Serve: ParsableCommand {
             Task {
                 let outcome = await operations.drain(trigger: "SIGTERM")
                 logger.notice("stopping", metadata: ["signal": "SIGTERM", "drain": "\(outcome)"])
+                operations.fleet?.stop()
                 server.stop()
                 Glibc.exit(0)
             }
@@ -260,7 +282,7 @@ struct Serve: ParsableCommand {
             Glibc.exit(0)
         }
         signals.on(SIGHUP) { operations.reload(trigger: "SIGHUP") }
-        withExtendedLifetime((admin, deferredAdmin)) { dispatchMain() }
+        withExtendedLifetime((admin, deferredAdmin, fleet)) { dispatchMain() }
     }
 }
 
