@@ -104,7 +104,11 @@ struct ConfigurationOptions: ParsableArguments {
                 c.adminListen = a
             }
         }
-        if let adminToken { c.adminToken = adminToken.isEmpty ? nil : adminToken }
+        if let adminToken {
+            c.adminToken = adminToken.isEmpty ? nil : adminToken
+        } else if let token = environment()["TRAVERSE_ADMIN_TOKEN"], !token.isEmpty {
+            c.adminToken = token  // kept out of the process list (Kubernetes, systemd credentials)
+        }
         if let drainTimeout {
             guard (0...86_400).contains(drainTimeout) else {
                 throw ConfigurationError(key: "--drain-timeout", reason: "must be between 0 and 86400")
