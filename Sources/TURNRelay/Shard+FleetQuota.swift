@@ -8,7 +8,11 @@ import TURNCore
 /// Confined to the shard's queue, except the fleet's callback, which only enqueues on it.
 extension Shard {
     func askFleetQuota(_ request: UnsafeRawBufferPointer, _ fiveTuple: FiveTuple, username: String, limit: Int) {
-        guard let quota = core.shared.fleet.quota else { return }
+        guard let quota = core.shared.fleet.quota else {
+            // The fleet left between the decision and now: nothing was counted, nothing waits.
+            core.cancelPendingAllocate(fiveTuple, username: username, verdict: .unavailable(countLocally: false))
+            return
+        }
         let copy = Array(request)
         quota.reserve(username: username, limit: limit) { [weak self] verdict in
             guard let self else { return }
