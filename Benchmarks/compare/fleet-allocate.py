@@ -39,11 +39,15 @@ def free_port(kind=socket.SOCK_STREAM) -> int:
     return p
 
 
-def commandstats(port: int) -> int:
+def commandstats(port: int, only: tuple[str, ...] = ()) -> int:
+    """Commands Redis executed (those run inside scripts included); `only`: just these commands."""
     out = subprocess.run(["redis-cli", "-p", str(port), "INFO", "commandstats"], capture_output=True, text=True).stdout
     total = 0
     for line in out.splitlines():
         if line.startswith("cmdstat_") and not line.startswith("cmdstat_info"):
+            name = line[len("cmdstat_"):].split(":")[0]
+            if only and name not in only:
+                continue
             total += int(line.split("calls=")[1].split(",")[0])
     return total
 
@@ -80,11 +84,13 @@ def main() -> int:
 
         latencies = {"single": [], "fleet": []}
         fleet_commands = 0.0
+        fleet_sent = 0
         fleet_allocations = 0
         rounds = max(1, args.cycles // 50)
         for r in range(rounds):
             for name in ("single", "fleet"):
                 c0, t0 = commandstats(rport), time.monotonic()
+                s0 = commandstats(rport, ("eval", "evalsha", "xadd"))
                 for _ in range(50):
                     t = sc.TurnClient(nodes[name], "alice", "wonderland")
                     t.authenticated(sc.REFRESH, [])  # draws the 401: realm and nonce known
@@ -102,6 +108,7 @@ def main() -> int:
                     t.close()
                 if name == "fleet":
                     fleet_commands += commandstats(rport) - c0 - background * (time.monotonic() - t0)
+                    fleet_sent += commandstats(rport, ("eval", "evalsha", "xadd")) - s0
                     fleet_allocations += 50
 
         def pct(v, p):
@@ -116,8 +123,9 @@ def main() -> int:
         s50, f50 = pct(latencies["single"], 50), pct(latencies["fleet"], 50)
         s99, f99 = pct(latencies["single"], 99), pct(latencies["fleet"], 99)
         print(f"fleet/single: p50 {f50 / s50:.2f}, p99 {f99 / s99:.2f}")
-        print(f"Redis commands per allocation (made and ended): {fleet_commands / fleet_allocations:.2f}"
-              f"  (background publication: {background:.1f} commands/s)")
+        print(f"Redis round trips per allocation (made and ended: EVAL, EVAL, XADD): {fleet_sent / fleet_allocations:.2f}")
+        print(f"Redis commands executed per allocation (including those inside the scripts): "
+              f"{fleet_commands / fleet_allocations:.2f}  (background publication: {background:.1f} commands/s)")
         return 0
     finally:
         for p in procs:

@@ -16,7 +16,7 @@ extension Shard {
         let copy = Array(request)
         quota.reserve(username: username, limit: limit) { [weak self] verdict in
             guard let self else { return }
-            self.queue.async { self.resumeWithVerdict(copy, fiveTuple, username: username, verdict) }
+            self.post { self.resumeWithVerdict(copy, fiveTuple, username: username, verdict) }
         }
     }
 
