@@ -42,7 +42,8 @@ extension Shard {
                     tx.flush()
                 }
             } else {
-                streamWriters[fiveTuple]?.write(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(buffer)[0..<length]))
+                streamWriters[fiveTuple]?.write(
+                    UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(buffer)[0..<length]))
             }
         }
         finishBatch()

@@ -420,3 +420,23 @@ def test_redis_password_is_used_and_a_wrong_one_is_a_down_redis(start_server, tm
         assert "***" in wrong.log() and "nope" not in wrong.log()  # the password never reaches the log
     finally:
         r.stop()
+
+
+def test_refuse_mode_answers_508_while_redis_is_down_and_bans_survive_a_redis_restart(start_server, tmp_path, redis):
+    a, b = start_fleet(start_server, tmp_path, redis, nodes=("a", "b"), extra_config='on_redis_down = "refuse"\n')
+    status, _ = admin_call(a, "POST", "/bans", {"cidr": "127.0.0.77/32"})
+    assert status == 201
+    holder = sc.TurnClient(b.udp4, *USER)
+    assert holder.allocate().is_success
+    redis.stop()
+    wait_for(lambda: metric(b, "traverse_fleet_redis_up") == 0, 3, "b sees Redis down")
+    probe = sc.TurnClient(b.udp4, *USER)
+    r = probe.allocate()
+    assert r.is_error and r.error_code == 508, r  # the fleet quota cannot be checked: refused
+    assert holder.refresh(600).is_success  # live allocations go on
+    redis.start()  # empty
+    wait_for(lambda: "127.0.0.77/32" in redis.cli("HKEYS", "traverse:bans"), 5, "the ban written back")
+    assert any(x["cidr"] == "127.0.0.77/32" for x in admin_call(b, "GET", "/bans")[1]["bans"])
+    wait_for(lambda: metric(b, "traverse_fleet_redis_up") == 1, 5, "b sees Redis back")
+    again = sc.TurnClient(b.udp4, *USER)
+    assert again.allocate().is_success

@@ -21,7 +21,9 @@ extension Harness {
             let view = try! STUNMessageView(validating: raw)
             var out = [UInt8](repeating: 0, count: 1500)
             return out.withUnsafeMutableBytes { buffer -> Outcome in
-                switch core.resumeAllocate(view, from: client, username: username, verdict: verdict, now: now, response: buffer) {
+                switch core.resumeAllocate(
+                    view, from: client, username: username, verdict: verdict, now: now, response: buffer)
+                {
                 case .reply(let n): return .reply(try! STUNMessage(parsing: Array(buffer[0..<n])), Array(buffer[0..<n]))
                 default: return .none
                 }
@@ -90,7 +92,8 @@ extension Harness {
         d.challenge()
         let second = allocateBytes(d)
         _ = h.send(second, from: d.fiveTuple)
-        let m = try #require(h.resume(second, from: d.fiveTuple, username: "alice", .unavailable(countLocally: false)).message)
+        let m = try #require(
+            h.resume(second, from: d.fiveTuple, username: "alice", .unavailable(countLocally: false)).message)
         #expect(m.errorCode == 508)
         #expect(q.released.withLock { $0 }.isEmpty)
     }
