@@ -1,7 +1,8 @@
 """The operator console, in a real browser: Debian's headless Chromium driven over the DevTools
 protocol (chromium.py), against running Traverse servers on loopback.
 
-Checked: the live view draws non-zero charts while traverse-load runs; the fleet board lists the
+Checked: the live view draws non-zero charts while traverse-load runs (and wrong passwords and
+junk datagrams make auth failures and drops); the fleet board lists the
 three nodes of a test fleet (real redis-server); ending a session (and all of a user's) from
 the page ends it (the client's next Refresh gets 437), with sorting, filtering and bans; the
 self-test passes for UDP, TCP and TLS and reports 401 for a wrong password; the console shows
@@ -18,7 +19,9 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -74,6 +77,34 @@ def load(server_udp: tuple[str, int], tmp_path: Path, seconds: int = 60, calls: 
         log.close()
 
 
+@contextlib.contextmanager
+def noise(server):
+    """While the block runs, every 0.25 s: an Allocate with a wrong password (an auth failure,
+    bad_integrity) and a datagram that is neither STUN nor ChannelData (a drop, not_stun)."""
+    stop = threading.Event()
+
+    def run():
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as junk:
+            while not stop.is_set():
+                t = sc.TurnClient(server.udp4, "alice", "not-the-password", timeout=1)
+                try:
+                    t.allocate()
+                except Exception:
+                    pass
+                finally:
+                    t.close()
+                junk.sendto(b"\x99" * 40, server.udp4)
+                stop.wait(0.25)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(5)
+
+
 def url(server, path: str) -> str:
     host, port = server.admin
     return f"http://{host}:{port}{path}"
@@ -103,10 +134,10 @@ def max_y(browser: Chromium, canvas: str) -> float:
 
 @pytest.mark.server_args(extra=LOAD_ARGS)
 def test_live_view_draws_nonzero_charts_under_load(server, browser, tmp_path):
-    with load(server.udp4, tmp_path):
+    with load(server.udp4, tmp_path), noise(server):
         browser.navigate(url(server, "/"))
         assert browser.evaluate("typeof Chart") == "function", "Chart.js not served (libjs-chart.js)"
-        for canvas in ("chart-allocations", "chart-packets", "chart-bits", "chart-cpu"):
+        for canvas in ("chart-allocations", "chart-packets", "chart-bits", "chart-cpu", "chart-drops", "chart-auth"):
             browser.wait_for(f"Chart.getChart('{canvas}').data.datasets.some((d) => d.data.some((p) => p.y > 0))",
                              30, f"{canvas} above zero")
         # Both directions relayed: two lines above zero on the packet and bit charts.
@@ -115,6 +146,9 @@ def test_live_view_draws_nonzero_charts_under_load(server, browser, tmp_path):
                 f"Chart.getChart('{canvas}').data.datasets.filter((d) => d.data.some((p) => p.y > 0)).length === 2",
                 10, f"{canvas}: in and out")
         assert max_y(browser, "chart-allocations") >= 8  # 4 calls, 2 clients each
+        labels = "Chart.getChart('%s').data.datasets.filter((d) => d.data.some((p) => p.y > 0)).map((d) => d.label)"
+        assert "not_stun" in browser.evaluate(labels % "chart-drops")
+        assert "bad_integrity" in browser.evaluate(labels % "chart-auth")
         # The numbers of `traverse top`, filled in.
         browser.wait_for("document.getElementById('top-in').textContent.includes('bit/s')", 10)
         top = browser.evaluate(

@@ -1,7 +1,8 @@
 extension ConsoleScript {
     /// `live.js`: polls `/console/live.json?since=…` every second, keeps the last 5 minutes and
     /// draws them with Chart.js (line charts on a linear axis of seconds before now: no date
-    /// adapter needed); fills the `traverse top` numbers. Without Chart.js, numbers only.
+    /// adapter needed; the axis spans the history there is, 1 to 5 minutes); fills the
+    /// `traverse top` numbers. Without Chart.js, numbers only.
     static let live = #"""
         'use strict';
         (function () {
@@ -13,6 +14,8 @@ extension ConsoleScript {
             drops: {}, auth: {} };
           let since = 0;
           let cores = 1;
+          // Seconds the x axis spans: the history there is, in whole minutes, up to 5 minutes.
+          let span = 60;
           const charts = {};
           const hasCharts = typeof window.Chart === 'function';
           if (!hasCharts) document.getElementById('no-charts').hidden = false;
@@ -28,11 +31,11 @@ extension ConsoleScript {
                 interaction: { mode: 'nearest', axis: 'x', intersect: false },
                 elements: { point: { radius: 0 }, line: { borderWidth: 1.5, tension: 0 } },
                 scales: {
-                  x: { type: 'linear', min: -WINDOW_S, max: 0,
-                       ticks: { stepSize: 60, callback: (v) => v === 0 ? 'now' : (v / 60) + ' min' } },
+                  x: { type: 'linear', min: -span, max: 0,
+                       ticks: { callback: (v) => v === 0 ? 'now' : (span <= 60 ? v + ' s' : (v / 60) + ' min') } },
                   y: { beginAtZero: true, suggestedMax: yMax, ticks: { maxTicksLimit: 5, callback: yFormat } },
                 },
-                plugins: { legend: { position: 'bottom', labels: { boxWidth: 10, font: { size: 11 } } },
+                plugins: { legend: { position: 'bottom', labels: { usePointStyle: true, boxWidth: 24, font: { size: 11 } } },
                            tooltip: { callbacks: { label: (c) => c.dataset.label + ': ' + yFormat(c.parsed.y) } } },
               },
             });
@@ -81,23 +84,31 @@ extension ConsoleScript {
             return out;
           }
 
-          function dataset(label, data, i) {
-            return { label, data, borderColor: COLORS[i % COLORS.length], backgroundColor: COLORS[i % COLORS.length] };
+          function dataset(label, data, i, dashed) {
+            return { label, data, borderColor: COLORS[i % COLORS.length], backgroundColor: COLORS[i % COLORS.length],
+                     borderDash: dashed ? [6, 3] : [], pointStyle: 'line' };
           }
 
           function draw(now) {
             if (!hasCharts) return;
             allocationsChart.data.datasets = [dataset('allocations', points(s.allocations, now), 0)];
+            // "out" dashed: with echoing peers both lines coincide.
             packetsChart.data.datasets = [dataset('in (client → peer)', points(s.ppsIn, now), 0),
-                                          dataset('out (peer → client)', points(s.ppsOut, now), 1)];
+                                          dataset('out (peer → client)', points(s.ppsOut, now), 1, true)];
             bitsChart.data.datasets = [dataset('in (client → peer)', points(s.bpsIn, now), 0),
-                                       dataset('out (peer → client)', points(s.bpsOut, now), 1)];
+                                       dataset('out (peer → client)', points(s.bpsOut, now), 1, true)];
             dropsChart.data.datasets = Object.keys(s.drops).sort().map((k, i) => dataset(k, points(s.drops[k], now), i));
             const real = Object.keys(s.auth).filter((k) => k !== 'challenge').sort();
             authChart.data.datasets = real.map((k, i) => dataset(k, points(s.auth[k], now), i + 1));
             cpuChart.data.datasets = [dataset('CPU', points(s.cpu, now, 100 / cores), 0),
                                       dataset('load score', points(s.load, now, 100), 3)];
-            for (const chart of Object.values(charts)) chart.update('none');
+            const covered = s.t.length ? (now - s.t[0]) / 1000 : 0;
+            span = Math.min(WINDOW_S, Math.max(60, Math.ceil(covered / 60) * 60));
+            for (const chart of Object.values(charts)) {
+              chart.options.scales.x.min = -span;
+              chart.options.scales.x.ticks.stepSize = span <= 60 ? 10 : 60;
+              chart.update('none');
+            }
           }
 
           function top(t) {
