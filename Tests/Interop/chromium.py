@@ -43,7 +43,6 @@ class Chromium:
             "--headless=new",
             "--no-sandbox",  # root, as in CI
             "--remote-debugging-port=0",
-            "--remote-allow-origins=*",
             f"--user-data-dir={workdir / 'profile'}",
             f"--window-size={VIEWPORT[0]},{VIEWPORT[1]}",
             "--no-first-run",

@@ -447,7 +447,8 @@ struct AdminConsoleTests {
             #expect(r.status == 200, "\(path)")
             #expect(r.headers["content-type"] == "text/html; charset=utf-8")
             let csp = r.headers["content-security-policy"] ?? ""
-            for directive in ["default-src 'self'", "script-src 'self'", "frame-ancestors 'none'", "object-src 'none'"] {
+            for directive in ["default-src 'self'", "script-src 'self'", "frame-ancestors 'none'", "object-src 'none'"]
+            {
                 #expect(csp.contains(directive), "\(path): \(csp)")
             }
             #expect(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"))
@@ -456,14 +457,18 @@ struct AdminConsoleTests {
             // Every script is a file of this endpoint; no inline script, handler or style.
             let scripts = r.body.components(separatedBy: "<script").dropFirst()
             #expect(!scripts.isEmpty)
-            for tag in scripts { #expect(tag.hasPrefix(" src=\"/console/assets/"), "\(path): <script\(tag.prefix(60))") }
+            for tag in scripts {
+                #expect(tag.hasPrefix(" src=\"/console/assets/"), "\(path): <script\(tag.prefix(60))")
+            }
             #expect(!r.body.contains(" style=") && !r.body.contains("<style") && !r.body.contains(" onclick="))
             // Each referenced asset is served, with its type.
             for name in ["console.css", "common.js", "live.js", "fleet.js", "sessions.js", "check.js"]
             where r.body.contains("/console/assets/\(name)") {
                 let asset = try await f.get("/console/assets/\(name)")
                 #expect(asset.status == 200, "\(name)")
-                #expect(asset.headers["content-type"]?.hasPrefix(name.hasSuffix(".js") ? "text/javascript" : "text/css") == true)
+                #expect(
+                    asset.headers["content-type"]?.hasPrefix(name.hasSuffix(".js") ? "text/javascript" : "text/css")
+                        == true)
                 #expect(asset.headers["content-security-policy"] != nil)
             }
         }
@@ -495,7 +500,9 @@ struct AdminConsoleTests {
         let f = try await AdminFixture(secrets: ["rest-secret"])
         let own = "127.0.0.1:\(f.admin.address.port)"
         for path in Self.pages + Self.dataRoutes + ["/console/assets/common.js", "/console/assets/chart.min.js"] {
-            let r = try #require(await rawRequest(request("GET", path, host: "evil.example:\(f.admin.address.port)"), to: f.admin.address))
+            let r = try #require(
+                await rawRequest(
+                    request("GET", path, host: "evil.example:\(f.admin.address.port)"), to: f.admin.address))
             #expect(r.status == 421, "\(path)")
             #expect(!r.text.contains("<html") && !r.text.contains("\"t\""))
         }
@@ -506,7 +513,9 @@ struct AdminConsoleTests {
             (["Content-Type: text/plain"], 403),
             (["Origin: http://\(own)", "X-Traverse-Admin: 1"], 200),
         ] {
-            let r = try #require(await rawRequest(request("POST", "/console/credential", host: own, headers: headers), to: f.admin.address))
+            let r = try #require(
+                await rawRequest(
+                    request("POST", "/console/credential", host: own, headers: headers), to: f.admin.address))
             #expect(r.status == expected, "\(headers)")
             #expect(r.text.contains("\"password\"") == (expected == 200))
         }
@@ -515,7 +524,8 @@ struct AdminConsoleTests {
             await rawRequest(
                 request(
                     "OPTIONS", "/console/credential", host: own,
-                    headers: ["Origin: http://evil.example", "Access-Control-Request-Method: POST"]), to: f.admin.address))
+                    headers: ["Origin: http://evil.example", "Access-Control-Request-Method: POST"]),
+                to: f.admin.address))
         #expect(!preflight.text.lowercased().contains("access-control-allow"))
         await f.close()
     }
@@ -546,7 +556,9 @@ struct AdminConsoleTests {
         }
         for method in ["PUT", "DELETE", "PATCH"] {
             let r = try #require(
-                await rawRequest(request(method, "/console/credential", host: host, headers: ["X-Traverse-Admin: 1"]), to: f.admin.address))
+                await rawRequest(
+                    request(method, "/console/credential", host: host, headers: ["X-Traverse-Admin: 1"]),
+                    to: f.admin.address))
             #expect(r.status == 404, "\(method)")
         }
         #expect(try await f.get("/healthz").status == 200)
@@ -563,9 +575,11 @@ struct AdminConsoleTests {
         #expect(r.status == 200)
         #expect(r.headers["content-type"] == "application/json")
         #expect(r.headers["cache-control"] == "no-store")
-        for key in ["\"now\"", "\"t\"", "\"allocations\"", "\"bps_in\"", "\"bps_out\"", "\"pps_in\"", "\"pps_out\"",
+        for key in [
+            "\"now\"", "\"t\"", "\"allocations\"", "\"bps_in\"", "\"bps_out\"", "\"pps_in\"", "\"pps_out\"",
             "\"cpu\"", "\"load\"", "\"drops\"", "\"auth_failures\"", "\"top\"", "\"kernel_drops\"", "\"rss_bytes\"",
-            "\"capacity\":10000", "\"requests\":3", "\"state\":\"ready\""] {
+            "\"capacity\":10000", "\"requests\":3", "\"state\":\"ready\"",
+        ] {
             #expect(r.body.contains(key), "missing \(key) in \(r.body)")
         }
         #expect(!r.body.contains("127.0.0.1"))

@@ -38,7 +38,8 @@ final class ConsoleFleetLinks: Sendable {
         let found = await withTaskGroup(of: (String, String?).self) { group in
             for p in probes {
                 group.addTask {
-                    let r = try? await AdminClient.fetch("GET", "/healthz", to: p.address, token: token, timeoutSeconds: 1)
+                    let r = try? await AdminClient.fetch(
+                        "GET", "/healthz", to: p.address, token: token, timeoutSeconds: 1)
                     return (p.node, r?.status == 200 ? "http://\(p.address)/" : nil)
                 }
             }
