@@ -16,7 +16,10 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_GET := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -qq -y -o Dpkg::Use-Pty=0
 
 BUILD_PACKAGES := libssl-dev libsrtp2-dev libhiredis-dev pkg-config
-INTEROP_PACKAGES := coturn stun-client prometheus redis-server
+# Read at run time: Chart.js for the console's charts (/usr/share/javascript/chart.js/chart.min.js).
+RUN_PACKAGES := libjs-chart.js
+# chromium: the console tests drive it headless (Tests/Interop/test_console.py).
+INTEROP_PACKAGES := coturn stun-client prometheus redis-server chromium
 
 # apt_install(packages): install those not yet installed; `apt-get update` only when something is missing.
 define apt_install
@@ -32,10 +35,10 @@ fi
 endef
 
 .PHONY: deps build run test swift-test interop interop-deps deploy-check deploy-deps container-check \
-	bench bench-compare soak lint format clean distclean
+	bench bench-compare soak lint format clean distclean screenshots
 
 deps:
-	@$(call apt_install,$(BUILD_PACKAGES))
+	@$(call apt_install,$(BUILD_PACKAGES) $(RUN_PACKAGES))
 
 build:
 	$(SWIFT) build --scratch-path $(SCRATCH) $(SWIFT_BUILD_FLAGS)
@@ -58,8 +61,13 @@ swift-test:
 interop: build
 	TRAVERSE_BIN="$(abspath $(TRAVERSE))" $(VENV)/bin/python -m pytest -q Tests/Interop
 
+# The console tests again, writing their screenshots to Docs/images/console-*.png.
+screenshots: build
+	UPDATE_SCREENSHOTS=1 TRAVERSE_BIN="$(abspath $(TRAVERSE))" $(VENV)/bin/python -m pytest -q Tests/Interop/test_console.py
+
 # coturn's clients (turnutils_*), Debian's stun client, Prometheus (test_ops.py starts its own
-# on loopback), redis-server (the fleet tests start their own), and a venv with aioice and pytest.
+# on loopback), redis-server (the fleet tests start their own), Chromium (the console tests run it
+# headless), and a venv with aioice, pytest and websocket-client.
 # Installing coturn or prometheus may start its service: stop only a process the install started.
 interop-deps:
 	@before="$$(pgrep -x turnserver || true)"; \
@@ -90,8 +98,8 @@ interop-deps:
 	    kill "$$pid" 2>/dev/null || true; \
 	  fi; \
 	done
-	@if ! $(VENV)/bin/python -c 'import aioice, pytest' 2>/dev/null; then \
-	  echo "creating $(VENV) (aioice, pytest)"; \
+	@if ! $(VENV)/bin/python -c 'import aioice, pytest, websocket' 2>/dev/null; then \
+	  echo "creating $(VENV) (aioice, pytest, websocket-client)"; \
 	  $(PYTHON) -m venv $(VENV); \
 	  $(VENV)/bin/pip install -q --disable-pip-version-check -r Tests/Interop/requirements.txt; \
 	fi

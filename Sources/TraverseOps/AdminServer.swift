@@ -6,7 +6,8 @@ public import STUNCodec
 import Synchronization
 
 /// The admin HTTP listener (FlyingFox): `/metrics`, `/healthz`, `/readyz`, `/load`,
-/// `POST /drain` and `POST /reload`. Every request must name the endpoint in `Host`, and a
+/// `POST /drain` and `POST /reload`, the fleet routes (`AdminServer+Fleet.swift`) and the
+/// operator console (`Console/ConsoleRoutes.swift`). Every request must name the endpoint in `Host`, and a
 /// state-changing one must not come from another origin (`AdminRequestPolicy`). With a token
 /// configured, every request must carry `Authorization: Bearer <token>`; an address off loopback
 /// is refused without one (see `ConfigurationLoader.validate`). Endpoints are described in
@@ -104,6 +105,13 @@ public final class AdminServer: Sendable {
         func guarded(_ handler: @escaping @Sendable (HTTPRequest) async -> HTTPResponse)
             -> @Sendable (HTTPRequest) async throws -> HTTPResponse
         {
+            checked(token: true, handler)
+        }
+
+        /// The Host, Origin and header checks, then (when `token`) the bearer-token check.
+        func checked(token checksToken: Bool, _ handler: @escaping @Sendable (HTTPRequest) async -> HTTPResponse)
+            -> @Sendable (HTTPRequest) async throws -> HTTPResponse
+        {
             { request in
                 let verdict =
                     policy.current?.check(
@@ -114,7 +122,7 @@ public final class AdminServer: Sendable {
                 if case .refuse(let status, let reason) = verdict {
                     return text(HTTPStatusCode(status, phrase: phrase(status)), "\(reason)\n")
                 }
-                if let expected {
+                if checksToken, let expected {
                     let given = Array((request.headers[.authorization] ?? "").utf8)
                     guard constantTimeEqual(given, expected) else {
                         var headers = HTTPHeaders()
@@ -163,10 +171,14 @@ public final class AdminServer: Sendable {
                 }
             })
         await fleetRoutes(http, operations: ops, token: token, guarded: guarded)
+        await consoleRoutes(
+            http, operations: ops, token: token, guarded: guarded, page: { checked(token: false, $0) })
         await http.appendRoute(
             "*",
             handler: guarded { _ in
-                text(.notFound, "not found: try /metrics, /healthz, /readyz, /load, /fleet, /bans, /sessions\n")
+                text(
+                    .notFound,
+                    "not found: try / (the console), /metrics, /healthz, /readyz, /load, /fleet, /bans, /sessions\n")
             })
     }
 

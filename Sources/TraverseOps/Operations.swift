@@ -13,6 +13,8 @@ public final class Operations: Sendable {
     public let metrics: TraverseMetrics
     /// Its traffic and CPU over the last 10 s.
     public let tracker: LoadTracker
+    /// One point per second over the last 5 minutes, for the console's live view.
+    public let history: ConsoleHistory
     /// Re-reads the configuration from its sources (file, environment, flags) for a reload.
     public typealias ConfigurationSource = @Sendable () throws(ConfigurationError) -> TraverseConfiguration
 
@@ -39,15 +41,16 @@ public final class Operations: Sendable {
         self.logger = logger
         self.metrics = TraverseMetrics()
         self.tracker = LoadTracker()
+        self.history = ConsoleHistory()
         self.current = Mutex(server.configuration)
         let metrics = self.metrics
         server.relay.observeAllocations { metrics.observe($0) }
-        tracker.record(sample())
+        recordSample()
         let task = Task { [weak self] in
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(1))
                 guard let self else { return }
-                self.tracker.record(self.sample())
+                self.recordSample()
                 self.server.bans.expire(now: Int64(FleetBoard.nowMilliseconds() / 1000))
             }
         }
@@ -64,6 +67,17 @@ public final class Operations: Sendable {
     public var configuration: TraverseConfiguration { current.withLock { $0 } }
 
     // MARK: Load and readiness
+
+    /// Reads the counters once and feeds both the load window and the console's history.
+    private func recordSample() {
+        let counters = server.relay.counters()
+        let now = sample(counters: counters)
+        tracker.record(now)
+        history.record(
+            ConsoleHistory.Reading(
+                monotonic: now.time, time: FleetBoard.nowMilliseconds(), counters: counters, cpuSeconds: now.cpuSeconds,
+                allocations: server.shared.allocationCount, load: loadReport(counters: counters).load))
+    }
 
     /// A reading of the relay counters and the process CPU time, now.
     public func sample(counters: CoreCounters? = nil) -> LoadTracker.Sample {

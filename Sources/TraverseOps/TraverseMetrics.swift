@@ -180,16 +180,21 @@ public final class TraverseMetrics: Sendable {
         }
     }
 
+    /// Allocations held now by relay family, `[IPv4, IPv6]` (a dual-stack allocation counts in both).
+    public var activeByFamily: [Int] {
+        live.withLock { live in
+            var n = [0, 0]
+            for fs in live.values { for f in fs { n[f == .ipv4 ? 0 : 1] += 1 } }
+            return n
+        }
+    }
+
     /// Counts a configuration reload.
     public func countReload(succeeded: Bool) { reloads[succeeded ? 0 : 1].increment() }
 
     /// Publishes `snapshot`: counters advance by their change since the last update, gauges are set.
     public func update(_ snapshot: Snapshot) {
-        let families = live.withLock { live in
-            var n = [0, 0]
-            for fs in live.values { for f in fs { n[f == .ipv4 ? 0 : 1] += 1 } }
-            return n
-        }
+        let families = activeByFamily
         for (i, g) in active.enumerated() { g.record(families[i]) }
         for (i, (family, _)) in Self.families.enumerated() { freePorts[i].record(snapshot.freePorts[family] ?? 0) }
         capacity.record(snapshot.capacity)

@@ -1,6 +1,8 @@
 import Dispatch
+import Foundation
 import Logging
 import STUNCodec
+import TURNCore
 import Testing
 import TraverseOps
 
@@ -17,7 +19,7 @@ final class AdminFixture: Sendable {
 
     init(
         token: String? = nil, source: Operations.ConfigurationSource? = nil, alternate: Bool = false,
-        allowedHosts: [String] = []
+        allowedHosts: [String] = [], secrets: [String] = []
     ) async throws {
         var c = TraverseConfiguration()
         c.listen = [TransportAddress("127.0.0.1:0")!]
@@ -27,6 +29,7 @@ final class AdminFixture: Sendable {
         c.stateDirectory = "/tmp/traverse-ops-tests"
         c.adminListen = TransportAddress("127.0.0.1:0")!
         c.adminToken = token
+        c.secrets = secrets
         if alternate { c.alternateServers = [TransportAddress("192.0.2.1:3478")!] }
         var logger = Logger(label: "test")
         logger.logLevel = .warning
@@ -419,5 +422,201 @@ struct AdminCrossSiteTests {
         // Port 80: a Host without a port means 80.
         let eighty = AdminRequestPolicy(bound: TransportAddress("127.0.0.1:80")!)
         #expect(eighty.check(method: "GET", host: "127.0.0.1", origin: nil, hasAdminHeader: false) == .allow)
+    }
+}
+
+/// Issue 14: the operator console on the admin endpoint. The pages are static and served
+/// without the token (a browser cannot attach one to a navigation); everything with data needs
+/// it; the Host, Origin and header checks apply to every console route as to the others.
+@Suite("Admin endpoint: console", .serialized)
+struct AdminConsoleTests {
+    static let pages = ["/", "/console/fleet", "/console/sessions", "/check"]
+    static let dataRoutes = ["/console/live.json", "/console/fleet.json", "/console/check.json"]
+
+    func request(
+        _ method: String, _ path: String, host: String, headers: [String] = [], body: String = ""
+    ) -> String {
+        "\(method) \(path) HTTP/1.1\r\nHost: \(host)\r\n" + headers.map { "\($0)\r\n" }.joined()
+            + "Content-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
+    }
+
+    @Test func pagesCarryTheSecurityHeadersAndNoInlineScript() async throws {
+        let f = try await AdminFixture()
+        for path in Self.pages {
+            let r = try await f.get(path)
+            #expect(r.status == 200, "\(path)")
+            #expect(r.headers["content-type"] == "text/html; charset=utf-8")
+            let csp = r.headers["content-security-policy"] ?? ""
+            for directive in ["default-src 'self'", "script-src 'self'", "frame-ancestors 'none'", "object-src 'none'"]
+            {
+                #expect(csp.contains(directive), "\(path): \(csp)")
+            }
+            #expect(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"))
+            #expect(r.headers["x-frame-options"] == "DENY")
+            #expect(r.headers["x-content-type-options"] == "nosniff")
+            // Every script is a file of this endpoint; no inline script, handler or style.
+            let scripts = r.body.components(separatedBy: "<script").dropFirst()
+            #expect(!scripts.isEmpty)
+            for tag in scripts {
+                #expect(tag.hasPrefix(" src=\"/console/assets/"), "\(path): <script\(tag.prefix(60))")
+            }
+            #expect(!r.body.contains(" style=") && !r.body.contains("<style") && !r.body.contains(" onclick="))
+            // Each referenced asset is served, with its type.
+            for name in ["console.css", "common.js", "live.js", "fleet.js", "sessions.js", "check.js"]
+            where r.body.contains("/console/assets/\(name)") {
+                let asset = try await f.get("/console/assets/\(name)")
+                #expect(asset.status == 200, "\(name)")
+                #expect(
+                    asset.headers["content-type"]?.hasPrefix(name.hasSuffix(".js") ? "text/javascript" : "text/css")
+                        == true)
+                #expect(asset.headers["content-security-policy"] != nil)
+            }
+        }
+        await f.close()
+    }
+
+    @Test func dataNeedsTheTokenAndThePagesShowNoneWithout() async throws {
+        let f = try await AdminFixture(token: "s3cret", secrets: ["rest-secret"])
+        for path in Self.pages + ["/console/assets/common.js"] {
+            let r = try await AdminClient.fetch("GET", path, to: f.admin.address)
+            #expect(r.status == 200, "\(path) is static")
+            #expect(!r.body.contains("s3cret") && !r.body.contains("rest-secret"))
+        }
+        for path in Self.dataRoutes {
+            let missing = try await AdminClient.fetch("GET", path, to: f.admin.address)
+            #expect(missing.status == 401, "\(path) without a token")
+            #expect(missing.headers["www-authenticate"]?.hasPrefix("Bearer") == true)
+            #expect(try await f.get(path, token: "wrong").status == 401, "\(path) with a wrong token")
+            #expect(try await f.get(path).status == 200, "\(path) with the token")
+        }
+        let mint = try await AdminClient.fetch("POST", "/console/credential", to: f.admin.address)
+        #expect(mint.status == 401)
+        #expect(!mint.body.contains("password"))
+        #expect(try await f.post("/console/credential").status == 200)
+        await f.close()
+    }
+
+    @Test func foreignHostAndCrossOriginAreRefused() async throws {
+        let f = try await AdminFixture(secrets: ["rest-secret"])
+        let own = "127.0.0.1:\(f.admin.address.port)"
+        for path in Self.pages + Self.dataRoutes + ["/console/assets/common.js", "/console/assets/chart.min.js"] {
+            let r = try #require(
+                await rawRequest(
+                    request("GET", path, host: "evil.example:\(f.admin.address.port)"), to: f.admin.address))
+            #expect(r.status == 421, "\(path)")
+            #expect(!r.text.contains("<html") && !r.text.contains("\"t\""))
+        }
+        // Minting a credential is a state change: same origin and X-Traverse-Admin, or nothing.
+        for (headers, expected) in [
+            (["Origin: http://evil.example", "X-Traverse-Admin: 1"], 403),
+            (["Origin: null", "X-Traverse-Admin: 1"], 403),
+            (["Content-Type: text/plain"], 403),
+            (["Origin: http://\(own)", "X-Traverse-Admin: 1"], 200),
+        ] {
+            let r = try #require(
+                await rawRequest(
+                    request("POST", "/console/credential", host: own, headers: headers), to: f.admin.address))
+            #expect(r.status == expected, "\(headers)")
+            #expect(r.text.contains("\"password\"") == (expected == 200))
+        }
+        // A CORS preflight is never granted.
+        let preflight = try #require(
+            await rawRequest(
+                request(
+                    "OPTIONS", "/console/credential", host: own,
+                    headers: ["Origin: http://evil.example", "Access-Control-Request-Method: POST"]),
+                to: f.admin.address))
+        #expect(!preflight.text.lowercased().contains("access-control-allow"))
+        await f.close()
+    }
+
+    @Test func malformedRequestsAreAnsweredAndTheEndpointStaysUp() async throws {
+        let f = try await AdminFixture()
+        let host = "127.0.0.1:\(f.admin.address.port)"
+        for (path, status) in [
+            ("/console/live.json?since=abc", 400), ("/console/live.json?since=-5", 400),
+            ("/console/live.json?since=99999999999999999999999", 400), ("/console/live.json?since=9999999999999", 200),
+            ("/console/assets/nope.js", 404), ("/console/assets/", 404), ("/console/assets/../../etc/passwd", 404),
+            ("/console/assets/%2e%2e/%2e%2e/etc/passwd", 404), ("/console/assets/common.js%00", 404),
+            ("/console/nope", 404), ("/console", 404), ("/check/../etc/shadow", 404),
+        ] {
+            let r = try #require(await rawRequest(request("GET", path, host: host), to: f.admin.address), "\(path)")
+            #expect(r.status == status, "\(path): \(r.text.prefix(200))")
+            #expect(!r.text.contains("root:"))
+        }
+        let empty = try await f.get("/console/live.json?since=9999999999999")
+        #expect(empty.body.contains("\"t\":[]"))
+        // Garbage that is not HTTP, a truncated head, an oversized header, a wrong method.
+        for garbage in [
+            "\u{16}\u{03}\u{01}\u{02}\u{00}", "GET /console/live.json HTTP/1.1\r\nHost: \(host)\r\n",
+            "GET / HTTP/1.1\r\nHost: \(host)\r\nX-Big: \(String(repeating: "a", count: 70_000))\r\n\r\n",
+            "BREW /console/live.json HTTP/1.1\r\nHost: \(host)\r\n\r\n", "GET\r\n\r\n",
+        ] {
+            _ = await rawRequest(garbage, to: f.admin.address)
+        }
+        for method in ["PUT", "DELETE", "PATCH"] {
+            let r = try #require(
+                await rawRequest(
+                    request(method, "/console/credential", host: host, headers: ["X-Traverse-Admin: 1"]),
+                    to: f.admin.address))
+            #expect(r.status == 404, "\(method)")
+        }
+        #expect(try await f.get("/healthz").status == 200)
+        #expect(try await f.get("/").status == 200)
+        await f.close()
+    }
+
+    @Test func liveJSONHasTheSeriesAndTheTopNumbers() async throws {
+        let f = try await AdminFixture()
+        let udp = try #require(f.server.udpAddresses.first)
+        for _ in 0..<3 { #expect(await binding(to: udp)) }
+        try await Task.sleep(for: .milliseconds(2300))  // two samples of the 1 s sampler
+        let r = try await f.get("/console/live.json")
+        #expect(r.status == 200)
+        #expect(r.headers["content-type"] == "application/json")
+        #expect(r.headers["cache-control"] == "no-store")
+        for key in [
+            "\"now\"", "\"t\"", "\"allocations\"", "\"bps_in\"", "\"bps_out\"", "\"pps_in\"", "\"pps_out\"",
+            "\"cpu\"", "\"load\"", "\"drops\"", "\"auth_failures\"", "\"top\"", "\"kernel_drops\"", "\"rss_bytes\"",
+            "\"capacity\":10000", "\"requests\":3", "\"state\":\"ready\"",
+        ] {
+            #expect(r.body.contains(key), "missing \(key) in \(r.body)")
+        }
+        #expect(!r.body.contains("127.0.0.1"))
+        await f.close()
+    }
+
+    @Test func checkJSONListsTheListenersAndACredentialIsMinted() async throws {
+        let f = try await AdminFixture(secrets: ["new-secret", "old-secret"])
+        let check = try await f.get("/console/check.json")
+        let udp = try #require(f.server.udpAddresses.first)
+        let tcp = try #require(f.server.relay.boundTCP.first)
+        #expect(check.body.contains("turn:\(udp)?transport=udp"))
+        #expect(check.body.contains("turn:\(tcp)?transport=tcp"))
+        #expect(check.body.contains("\"rest\":true"))
+        let minted = try await f.post("/console/credential")
+        #expect(minted.status == 200)
+        struct Minted: Decodable {
+            var username: String
+            var password: String
+            var ttl: Int
+        }
+        let c = try JSONDecoder().decode(Minted.self, from: Data(minted.body.utf8))
+        #expect(c.ttl == 300)
+        let parts = c.username.split(separator: ":")
+        #expect(parts.count == 2 && parts[1] == "traverse-console")
+        let expiry = try #require(Int64(parts[0]))
+        let now = Int64(Date().timeIntervalSince1970)
+        #expect(expiry > now + 290 && expiry <= now + 301)
+        // The newest secret (listed first) signs it, as the REST format says.
+        #expect(c.password == RESTCredentials.password(secret: Array("new-secret".utf8), username: c.username))
+        await f.close()
+
+        let plain = try await AdminFixture()
+        #expect(try await plain.get("/console/check.json").body.contains("\"rest\":false"))
+        let refused = try await plain.post("/console/credential")
+        #expect(refused.status == 409)
+        #expect(refused.body.contains("auth.secrets"))
+        await plain.close()
     }
 }
