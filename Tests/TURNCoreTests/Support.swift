@@ -127,8 +127,6 @@ final class Harness {
                     }
                 case .relay(let handle, let peer, let payload):
                     return .relay(handle: handle, peer: peer, payload: Array(payload))
-                case .awaitQuota:  // only with a fleet quota, which these tests do not configure
-                    return .none
                 case .none:
                     return .none
                 case .awaitQuota(let username, let limit):
