@@ -234,12 +234,19 @@ final class FlyingFoxLogger: FlyingSocks.Logging {
     func logDebug(_ debug: @autoclosure () -> String) {}
     func logInfo(_ info: @autoclosure () -> String) {}
     func logWarning(_ warning: @autoclosure () -> String) {
-        if !silenced.load(ordering: .relaxed) { logger.warning("admin http: \(warning())") }
+        if !silenced.load(ordering: .relaxed) { logger.warning("admin http: \(Self.redacted(warning()))") }
     }
     func logError(_ error: @autoclosure () -> String) {
-        if !silenced.load(ordering: .relaxed) { logger.error("admin http: \(error())") }
+        if !silenced.load(ordering: .relaxed) { logger.error("admin http: \(Self.redacted(error()))") }
     }
     func logCritical(_ critical: @autoclosure () -> String) {
-        if !silenced.load(ordering: .relaxed) { logger.error("admin http: \(critical())") }
+        if !silenced.load(ordering: .relaxed) { logger.error("admin http: \(Self.redacted(critical()))") }
+    }
+
+    /// FlyingFox starts its lines with the client's address (`<203.0.113.7> error: …`): logs never
+    /// carry client addresses unredacted, so that part is dropped.
+    static func redacted(_ line: String) -> String {
+        guard line.hasPrefix("<"), let end = line.firstIndex(of: ">") else { return line }
+        return "<client>" + line[line.index(after: end)...]
     }
 }

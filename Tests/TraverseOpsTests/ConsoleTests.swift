@@ -81,3 +81,12 @@ struct ConsoleTests {
         }
     }
 }
+
+@Suite("Admin endpoint logs") struct AdminLogRedactionTests {
+    @Test("FlyingFox's client address is dropped from its log lines")
+    func redacted() {
+        #expect(FlyingFoxLogger.redacted("<203.0.113.7> error: No HTTP Method") == "<client> error: No HTTP Method")
+        #expect(FlyingFoxLogger.redacted("<[2001:db8::1]:5000> closed") == "<client> closed")
+        #expect(FlyingFoxLogger.redacted("listening") == "listening")
+    }
+}
