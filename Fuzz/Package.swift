@@ -1,0 +1,34 @@
+// swift-tools-version:6.1
+// libFuzzer targets for Traverse's parsers and core, kept out of the main package so that its
+// builds stay fast. Built with SwiftPM's sanitizer flags; see README.md or run `make fuzz` from the root.
+import PackageDescription
+
+// A path dependency's identity is its directory's name (main, a worktree, a CI clone…), not
+// "Traverse": derive it from where this manifest sits.
+let traverse = String(Context.packageDirectory.split(separator: "/").dropLast().last ?? "traverse").lowercased()
+
+let package = Package(
+    name: "TraverseFuzz",
+    platforms: [.macOS(.v15)],
+    dependencies: [
+        .package(path: "../")
+    ],
+    targets: [
+        // Shared helpers: reading decisions from the input, invariants, a seeded generator.
+        .target(name: "FuzzSupport"),
+        .executableTarget(
+            name: "fuzz-stun",
+            dependencies: ["FuzzSupport", .product(name: "STUNCodec", package: traverse)]
+        ),
+    ]
+)
+
+for target in package.targets {
+    var settings = target.swiftSettings ?? []
+    settings.append(.swiftLanguageMode(.v6))
+    if target.type == .executable {
+        // No main: libFuzzer's driver provides it and calls LLVMFuzzerTestOneInput.
+        settings.append(.unsafeFlags(["-parse-as-library"]))
+    }
+    target.swiftSettings = settings
+}
