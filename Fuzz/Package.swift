@@ -20,6 +20,17 @@ let package = Package(
             name: "fuzz-stun",
             dependencies: ["FuzzSupport", .product(name: "STUNCodec", package: traverse)]
         ),
+        .executableTarget(
+            name: "fuzz-framing",
+            dependencies: ["FuzzSupport", .product(name: "STUNCodec", package: traverse)]
+        ),
+        .executableTarget(
+            name: "fuzz-core",
+            dependencies: [
+                "FuzzSupport", .product(name: "STUNCodec", package: traverse),
+                .product(name: "TURNCore", package: traverse),
+            ]
+        ),
     ]
 )
 

@@ -683,6 +683,12 @@ public final class TURNServerCore {
         if isNew && live.count >= configuration.maxChannelsPerAllocation {
             return reply(m, auth, now, out, slot: slot, error: (508, "Insufficient Capacity"))
         }
+        // The permission the binding installs counts against the allocation's permissions.
+        if !a.hasPermission(peer.ip, now: now.milliseconds),
+            a.permissions.filter({ $0.expiry > now.milliseconds }).count >= configuration.maxPermissionsPerAllocation
+        {
+            return reply(m, auth, now, out, slot: slot, error: (508, "Insufficient Capacity"))
+        }
         let expiry = now.milliseconds + UInt64(configuration.channelLifetime) * 1000
         slots[slot]!.channels.removeAll { $0.number == number || $0.peer == peer }
         slots[slot]!.channels.append(ChannelBinding(number: number, peer: peer, expiry: expiry))

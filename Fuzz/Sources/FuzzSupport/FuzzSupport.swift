@@ -1,6 +1,22 @@
 /// Helpers shared by the fuzz targets: reading decisions out of the fuzzer's input, a seeded
 /// generator, and the check that turns a broken invariant into a crash libFuzzer reports.
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Whether `FUZZ_TRACE` is set: targets then describe what they do on stderr (to read a crash
+/// input or a seed; far too slow for fuzzing).
+public let tracing = getenv("FUZZ_TRACE") != nil
+
+/// Writes `line` to stderr when tracing.
+@inlinable
+public func trace(_ line: @autoclosure () -> String) {
+    guard tracing else { return }
+    var text = line() + "\n"
+    text.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
+}
+
 /// Stops the process with `message` when `condition` is false. libFuzzer sees the trap as a
 /// crash and saves the input that caused it.
 @inlinable
