@@ -15,8 +15,8 @@ PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_GET := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -qq -y -o Dpkg::Use-Pty=0
 
-BUILD_PACKAGES := libssl-dev libsrtp2-dev pkg-config
-INTEROP_PACKAGES := coturn stun-client prometheus
+BUILD_PACKAGES := libssl-dev libsrtp2-dev libhiredis-dev pkg-config
+INTEROP_PACKAGES := coturn stun-client prometheus redis-server
 
 # apt_install(packages): install those not yet installed; `apt-get update` only when something is missing.
 define apt_install
@@ -31,7 +31,8 @@ if [ -n "$$missing" ]; then \
 fi
 endef
 
-.PHONY: deps build run test swift-test interop interop-deps bench bench-compare lint format clean distclean
+.PHONY: deps build run test swift-test interop interop-deps deploy-check deploy-deps container-check \
+	bench bench-compare soak lint format clean distclean
 
 deps:
 	@$(call apt_install,$(BUILD_PACKAGES))
@@ -43,10 +44,11 @@ run: deps build
 	$(TRAVERSE) serve
 
 # Runs every part, then fails if any part failed.
-test: deps interop-deps
+test: deps interop-deps deploy-deps
 	@status=0; \
 	$(MAKE) --no-print-directory swift-test || status=1; \
 	$(MAKE) --no-print-directory interop || status=1; \
+	$(MAKE) --no-print-directory deploy-check || status=1; \
 	if [ $$status -ne 0 ]; then echo "make test: FAILED" >&2; fi; \
 	exit $$status
 
@@ -86,11 +88,34 @@ interop-deps:
 	  $(VENV)/bin/pip install -q --disable-pip-version-check -r Tests/Interop/requirements.txt; \
 	fi
 
+# Kubernetes manifests (kubernetes-validate), the systemd unit (systemd-analyze verify) and the
+# Containerfile (static): see deploy/check.sh. Needs no Swift build.
+deploy-check: deploy-deps
+	VENV="$(VENV)" deploy/check.sh
+
+container-check:
+	deploy/check.sh container
+
+# systemd-analyze (Debian's systemd package), and kubernetes-validate in the venv.
+deploy-deps:
+	@command -v systemd-analyze >/dev/null || { $(call apt_install,systemd); }
+	@if ! $(VENV)/bin/python -c 'import kubernetes_validate' 2>/dev/null; then \
+	  echo "installing kubernetes-validate into $(VENV)"; \
+	  [ -x $(VENV)/bin/python ] || $(PYTHON) -m venv $(VENV); \
+	  $(VENV)/bin/pip install -q --disable-pip-version-check -r deploy/requirements.txt; \
+	fi
+
 bench:
 	cd Benchmarks && $(SWIFT) package benchmark
 
 bench-compare:
 	Benchmarks/compare/bench-compare.sh
+
+# Long run under churning load (not part of `make test`); see Benchmarks/soak/README.md.
+# Uses TRAVERSE_BIN / TRAVERSE_LOAD_BIN when set, else builds release binaries.
+SOAK_MINUTES ?= 30
+soak:
+	SOAK_MINUTES="$(SOAK_MINUTES)" Benchmarks/soak/soak.sh
 
 lint:
 	$(SWIFT) format lint -r --configuration .swift-format Sources Tests

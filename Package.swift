@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "TURNCore", targets: ["TURNCore"]),
         .library(name: "TURNRelay", targets: ["TURNRelay"]),
         .library(name: "TraverseOps", targets: ["TraverseOps"]),
+        .library(name: "TraverseFleet", targets: ["TraverseFleet"]),
         .library(name: "TraverseLoad", targets: ["TraverseLoad"]),
         .executable(name: "traverse-load", targets: ["traverse-load"]),
     ],
@@ -28,6 +29,12 @@ let package = Package(
             name: "COpenSSL",
             pkgConfig: "openssl",
             providers: [.apt(["libssl-dev"])]
+        ),
+        // hiredis without pkg-config: its .pc adds -D_FILE_OFFSET_BITS=64, which SwiftPM refuses
+        // (a warning on every build); the header is on the default include path.
+        .systemLibrary(
+            name: "CHiredis",
+            providers: [.apt(["libhiredis-dev"])]
         ),
         .systemLibrary(
             name: "CSRTP",
@@ -54,11 +61,20 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Fleet coordination through Redis (hiredis): load board, bans, fleet-wide quota,
+        // sessions and usage records. Runs on its own queue and threads, never on a shard's.
+        .target(
+            name: "TraverseFleet",
+            dependencies: [
+                "TURNCore", "STUNCodec", "CHiredis", "CTraverseCrypto",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // Operations: configuration, logging set-up, metrics and the admin HTTP endpoint.
         .target(
             name: "TraverseOps",
             dependencies: [
-                "TURNRelay", "TURNCore", "STUNCodec",
+                "TURNRelay", "TURNCore", "STUNCodec", "TraverseFleet",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
@@ -97,9 +113,11 @@ let package = Package(
         .testTarget(
             name: "TURNRelayTests",
             dependencies: [
-                "TURNRelay", "TURNCore", "STUNCodec", "TraverseOps", .product(name: "Logging", package: "swift-log"),
+                "TURNRelay", "TURNCore", "STUNCodec", "TraverseOps", "COpenSSL",
+                .product(name: "Logging", package: "swift-log"),
             ]),
         .testTarget(name: "TraverseOpsTests", dependencies: ["TraverseOps", "TURNCore", "STUNCodec"]),
+        .testTarget(name: "TraverseFleetTests", dependencies: ["TraverseFleet", "TURNCore", "STUNCodec"]),
         .testTarget(name: "TraverseLoadTests", dependencies: ["TraverseLoad", "STUNCodec", "CSRTP", "CSRTPCrypto"]),
     ]
 )

@@ -2,6 +2,7 @@
 #include "CTraverseSystem.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <linux/errqueue.h>
 #include <netinet/udp.h>
 #include <string.h>
@@ -143,3 +144,5 @@ int traverse_epoll_wait(int epfd, uint64_t *tokens, int max, int64_t timeout_ns)
     for (int i = 0; i < n; i++) tokens[i] = events[i].data.u64;
     return n;
 }
+
+int traverse_malloc_trim(void) { return malloc_trim(0); }

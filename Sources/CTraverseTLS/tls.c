@@ -185,32 +185,47 @@ int traverse_tls_certificate_fingerprint(const char *certificate_path, char *out
     return 1;
 }
 
-SSL *traverse_dtls_session_new(SSL_CTX *ctx, const void *peer, size_t peer_len, int mtu) {
+SSL *traverse_dtls_new(SSL_CTX *ctx, int mtu) {
     if (peer_index < 0) peer_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, free_peer);
     SSL *ssl = SSL_new(ctx);
     if (!ssl) return NULL;
     BIO *in = BIO_new(BIO_s_mem());
     BIO *out = BIO_new(BIO_s_mem());
-    if (!in || !out) {
+    peer_bytes *p = OPENSSL_zalloc(sizeof *p);
+    if (!in || !out || !p) {
         BIO_free(in);
         BIO_free(out);
+        OPENSSL_free(p);
         SSL_free(ssl);
         return NULL;
     }
     BIO_set_mem_eof_return(in, -1);
     BIO_set_mem_eof_return(out, -1);
     SSL_set_bio(ssl, in, out);
-    peer_bytes *p = OPENSSL_zalloc(sizeof *p);
-    if (p) {
-        p->len = peer_len < sizeof p->bytes ? peer_len : sizeof p->bytes;
-        memcpy(p->bytes, peer, p->len);
-        SSL_set_ex_data(ssl, peer_index, p);
-    }
+    SSL_set_ex_data(ssl, peer_index, p);
     SSL_set_options(ssl, SSL_OP_COOKIE_EXCHANGE | SSL_OP_NO_QUERY_MTU);
+    // An idle session gives its record buffers back (they are allocated again when needed).
+    SSL_set_mode(ssl, SSL_MODE_RELEASE_BUFFERS);
     DTLS_set_link_mtu(ssl, mtu);
     SSL_set_mtu(ssl, mtu - 28);
     SSL_set_accept_state(ssl);
     return ssl;
+}
+
+int traverse_dtls_listen(SSL *ssl, BIO_ADDR *scratch_address, const void *datagram, size_t len, const void *peer,
+                         size_t peer_len) {
+    peer_bytes *p = SSL_get_ex_data(ssl, peer_index);
+    if (!p) return -1;
+    p->len = peer_len < sizeof p->bytes ? peer_len : sizeof p->bytes;
+    memcpy(p->bytes, peer, p->len);
+    // Whatever an earlier call left behind (an unread record, an unsent answer) is not this client's.
+    (void)BIO_reset(SSL_get_rbio(ssl));
+    (void)BIO_reset(SSL_get_wbio(ssl));
+    if (BIO_write(SSL_get_rbio(ssl), datagram, (int)len) != (int)len) return -1;
+    int r = DTLSv1_listen(ssl, scratch_address);
+    if (r != 1) (void)BIO_reset(SSL_get_rbio(ssl));
+    ERR_clear_error();
+    return r;
 }
 
 int traverse_dtls_feed(SSL *ssl, const void *data, size_t len) {

@@ -54,11 +54,19 @@ public enum AllocationEndReason: String, Sendable {
     case connectionClosed = "connection_closed"
     case banned
     case shutdown
+    /// The credential it was made with is no longer configured (`TURNServerCore.reviewCredentials`).
+    case revoked
+    /// Its listener was handed over to another instance (`--takeover`).
+    case takenOver = "taken_over"
+    /// Ended through the sessions API (`DELETE /sessions/…`), here or from another node.
+    case endedByOperator = "ended_by_operator"
 }
 
 /// One allocation (RFC 8656 §6): relayed addresses, the client's 5-tuple, the authentication
 /// it was made with (the key, never the password), permissions and channels.
 public struct Allocation: Sendable {
+    /// A random id, unique on this node: how the sessions API names the allocation.
+    public let id: UInt64 = .random(in: 1...UInt64.max)
     public let fiveTuple: FiveTuple
     public let username: String
     /// The key the allocation was authenticated with; later requests may use it even after a
@@ -81,6 +89,10 @@ public struct Allocation: Sendable {
     var lastResponseAt: UInt64 = 0
     var bucketIn: TokenBucket?
     var bucketOut: TokenBucket?
+    /// Set when the credential the allocation was made with is no longer configured: the unix
+    /// time after which it ends (`Int64.min`: at the next sweep). nil while its key can still be
+    /// derived from the credentials in force.
+    var revokeAfter: Int64?
 
     init(fiveTuple: FiveTuple, username: String, key: [UInt8], relays: [RelayEndpoint], expiry: UInt64, now: UInt64) {
         self.fiveTuple = fiveTuple

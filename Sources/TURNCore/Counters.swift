@@ -14,6 +14,8 @@ public enum DropReason: Int, CaseIterable, Sendable {
     case bannedClient
     case sendFailed
     case oversizedDatagram
+    case incompleteRequest
+    case quotaPending
 
     /// The metric label.
     public var label: String {
@@ -32,6 +34,8 @@ public enum DropReason: Int, CaseIterable, Sendable {
         case .bannedClient: "banned_client"
         case .sendFailed: "send_failed"
         case .oversizedDatagram: "oversized_datagram"
+        case .incompleteRequest: "incomplete_request"
+        case .quotaPending: "quota_pending"
         }
     }
 }
@@ -96,6 +100,13 @@ public struct CoreCounters: Sendable {
     public var relayedBytesClientToPeer: [UInt64] = [0, 0]
     public var relayedPacketsPeerToClient: [UInt64] = [0, 0]
     public var relayedBytesPeerToClient: [UInt64] = [0, 0]
+    /// Challenges (401/438) sent from a source's overflow byte budget, after its answers for
+    /// the second were spent (see `SourceRateLimiter`).
+    public var overflowChallenges: UInt64 = 0
+    /// Allocates refused with 486, by scope: this node's per-user quota, the fleet-wide one.
+    public var quotaRefusals: [UInt64] = [0, 0]
+    /// New allocations sent elsewhere (300 Try Alternate), by `RedirectReason`.
+    public var redirects = [UInt64](repeating: 0, count: RedirectReason.allCases.count)
 
     public init() {}
 
@@ -117,5 +128,21 @@ public struct CoreCounters: Sendable {
         sum(&relayedBytesClientToPeer, o.relayedBytesClientToPeer)
         sum(&relayedPacketsPeerToClient, o.relayedPacketsPeerToClient)
         sum(&relayedBytesPeerToClient, o.relayedBytesPeerToClient)
+        overflowChallenges &+= o.overflowChallenges
+        sum(&quotaRefusals, o.quotaRefusals)
+        sum(&redirects, o.redirects)
+    }
+}
+
+/// Why a new allocation was sent to another server. Bounded: used as a metric label.
+public enum RedirectReason: Int, CaseIterable, Sendable {
+    case draining, full, load
+
+    public var label: String {
+        switch self {
+        case .draining: "draining"
+        case .full: "full"
+        case .load: "load"
+        }
     }
 }

@@ -14,15 +14,24 @@ public struct SecurityFeatures: OptionSet, Sendable, Hashable {
 
 /// Stateless nonces: nothing is stored for a client that has not authenticated.
 ///
-/// A nonce is `obMatJos2` + base64(features) + an 8-digit hex timestamp + an 8-digit hex random
-/// salt + base64 of a truncated HMAC-SHA256 over (cookie, timestamp, salt, client IP) under a
-/// per-process secret. It proves itself when it comes back, expires after `lifetime` seconds and
-/// is useless from another client IP. The salt makes every nonce issued distinct (RFC 8489
-/// §9.2.4: no two requests from different addresses get the same nonce); the port is left out
-/// so that one client's TCP data connections (RFC 6062 ConnectionBind) can reuse its nonce.
+/// A nonce is 28 characters: the 13-character RFC 8489 cookie (`obMatJos2` + base64 of the
+/// security features), then 15 base64 characters (90 bits) holding a 24-bit timestamp (monotonic
+/// seconds, modulo 2^24), an 18-bit random salt and a 48-bit MAC: HMAC-SHA256 under a
+/// per-process secret over (cookie, timestamp, salt, client IP), truncated. It proves itself when
+/// it comes back, expires after `lifetime` seconds and is useless from another client IP.
+///
+/// Strength: forging a nonce means guessing the 48-bit MAC online, one request per guess, each
+/// answered at most at the rate limit (2^47 guesses on average); a nonce only proves freshness
+/// and address, never identity (the MESSAGE-INTEGRITY under the user's key does that). The salt
+/// makes nonces issued in the same second distinct (RFC 8489 §9.2.4). The port is left out so
+/// that one client's TCP data connections (RFC 6062 ConnectionBind) can reuse its nonce. The
+/// 24-bit timestamp wraps after 194 days; a nonce that old is still bound to its client IP.
+/// The short form keeps the 401 small (reflection: see Docs/security.md §3).
 public struct NonceIssuer: Sendable {
     /// The RFC 8489 nonce cookie prefix.
     public static let cookiePrefix = "obMatJos2"
+    /// Characters in a nonce: the 13-character cookie and 15 of timestamp, salt and MAC.
+    public static let length = 28
     let secret: [UInt8]
     /// Seconds a nonce stays fresh.
     public var lifetime: UInt64
@@ -41,12 +50,22 @@ public struct NonceIssuer: Sendable {
         return cookiePrefix + Base64.encode([UInt8(v >> 16 & 0xFF), UInt8(v >> 8 & 0xFF), UInt8(v & 0xFF)])
     }
 
+    static let stampBits = 24
+    static let saltBits = 18
+    static let macBits = 48
+    static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+
     /// A fresh nonce for `client` at monotonic second `now`.
     public func issue(for client: TransportAddress, now: UInt64) -> String {
-        let head =
-            NonceIssuer.cookie(features) + NonceIssuer.hex8(UInt32(truncatingIfNeeded: now))
-            + NonceIssuer.hex8(UInt32.random(in: 0...UInt32.max))
-        return head + mac(head, client)
+        let cookie = NonceIssuer.cookie(features)
+        let stamp = UInt32(truncatingIfNeeded: now) & (1 << Self.stampBits - 1)
+        let salt = UInt32.random(in: 0..<(1 << Self.saltBits))
+        let value =
+            UInt128(stamp) << (Self.saltBits + Self.macBits) | UInt128(salt) << Self.macBits
+            | UInt128(mac(cookie, stamp, salt, client))
+        var text = Array(cookie.utf8)
+        for i in stride(from: 14 * 6, through: 0, by: -6) { text.append(Self.alphabet[Int(value >> i & 63)]) }
+        return String(decoding: text, as: UTF8.self)
     }
 
     /// What a returned nonce turned out to be.
@@ -62,31 +81,47 @@ public struct NonceIssuer: Sendable {
     /// Checks a nonce returned by `client` at monotonic second `now`.
     public func check(_ nonce: String, from client: TransportAddress, now: UInt64) -> Check {
         let bytes = Array(nonce.utf8)
-        let headLength = 13 + 8 + 8
-        guard bytes.count == headLength + 16, nonce.hasPrefix(NonceIssuer.cookiePrefix) else { return .invalid }
-        let head = String(decoding: bytes[0..<headLength], as: UTF8.self)
-        let given = Array(bytes[headLength...])
-        let expected = Array(mac(head, client).utf8)
-        let same = given.withUnsafeBytes { g in expected.withUnsafeBytes { e in STUNDigest.constantTimeEqual(g, e) } }
-        guard same else { return .invalid }
-        guard let featureBytes = Base64.decode(String(decoding: bytes[9..<13], as: UTF8.self)), featureBytes.count == 3,
-            let stamp = UInt32(String(decoding: bytes[13..<21], as: UTF8.self), radix: 16)
+        guard bytes.count == Self.length, nonce.hasPrefix(NonceIssuer.cookiePrefix),
+            let features = Self.features(of: nonce)
         else { return .invalid }
-        let features = SecurityFeatures(
-            rawValue: UInt32(featureBytes[0]) << 16 | UInt32(featureBytes[1]) << 8 | UInt32(featureBytes[2]))
-        let age = UInt32(truncatingIfNeeded: now) &- stamp
+        var value: UInt128 = 0
+        for c in bytes[13...] {
+            guard let digit = Self.digit(c) else { return .invalid }
+            value = value << 6 | UInt128(digit)
+        }
+        let given = UInt64(truncatingIfNeeded: value) & (1 << Self.macBits - 1)
+        let salt = UInt32(truncatingIfNeeded: value >> Self.macBits) & (1 << Self.saltBits - 1)
+        let stamp = UInt32(truncatingIfNeeded: value >> (Self.macBits + Self.saltBits))
+        let cookie = String(decoding: bytes[0..<13], as: UTF8.self)
+        let expected = mac(cookie, stamp, salt, client)
+        let same = withUnsafeBytes(of: given) { g in
+            withUnsafeBytes(of: expected) { e in STUNDigest.constantTimeEqual(g, e) }
+        }
+        guard same else { return .invalid }
+        let now24 = UInt32(truncatingIfNeeded: now) & (1 << Self.stampBits - 1)
+        let age = (now24 &- stamp) & (1 << Self.stampBits - 1)
         return UInt64(age) <= lifetime ? .valid(features) : .stale(features)
     }
 
-    func mac(_ head: String, _ client: TransportAddress) -> String {
-        var material = Array(head.utf8)
+    /// The 48-bit MAC over the cookie, timestamp, salt and client IP.
+    func mac(_ cookie: String, _ stamp: UInt32, _ salt: UInt32, _ client: TransportAddress) -> UInt64 {
+        var material = Array(cookie.utf8)
+        withUnsafeBytes(of: stamp.bigEndian) { material += $0 }
+        withUnsafeBytes(of: salt.bigEndian) { material += $0 }
         material += client.ip.bytes
-        return Base64.encode(Array(STUNDigest.hmacSHA256(key: secret, material).prefix(12)))
+        let digest = STUNDigest.hmacSHA256(key: secret, material)
+        return digest.prefix(6).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
     }
 
-    static func hex8(_ v: UInt32) -> String {
-        let s = String(v, radix: 16)
-        return String(repeating: "0", count: 8 - s.count) + s
+    static func digit(_ c: UInt8) -> UInt8? {
+        switch c {
+        case UInt8(ascii: "A")...UInt8(ascii: "Z"): c - UInt8(ascii: "A")
+        case UInt8(ascii: "a")...UInt8(ascii: "z"): c - UInt8(ascii: "a") + 26
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0") + 52
+        case UInt8(ascii: "+"): 62
+        case UInt8(ascii: "/"): 63
+        default: nil
+        }
     }
 
     /// Whether a nonce string carries an RFC 8489 cookie, and its features.

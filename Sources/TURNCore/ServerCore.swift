@@ -8,6 +8,9 @@ public enum ClientMessageOutcome {
     case relay(handle: Int32, peer: TransportAddress, payload: UnsafeRawBufferPointer)
     /// Nothing to send (dropped and counted, or an indication that needs no answer).
     case none
+    /// An Allocate waits for the fleet-wide quota: ask `shared.fleet.quota` for `username`
+    /// under `limit`, then hand the verdict and the same request to `resumeAllocate`.
+    case awaitQuota(username: String, limit: Int)
 }
 
 /// How a datagram from a peer reaches the client.
@@ -46,8 +49,16 @@ public final class TURNServerCore {
     var slots: [Allocation?] = []
     var freeSlots: [Int] = []
     var byFiveTuple: [FiveTuple: Int] = [:]
+    /// Allocates waiting for the fleet-wide quota, by 5-tuple (bounded by `maxPendingQuota`).
+    var pendingQuota: [FiveTuple: STUNTransactionID] = [:]
+    /// The verdict `resumeAllocate` is applying, and whether the request used it.
+    var verdict: (fiveTuple: FiveTuple, transactionID: STUNTransactionID, verdict: QuotaVerdict)?
+    var verdictUsed = false
+    static let maxPendingQuota = 1024
     var rateLimiter: SourceRateLimiter
     var policyGeneration = -1
+    /// A policy replaced since the last sweep, which applies it to existing allocations.
+    var policyChangedSinceSweep = false
     var policy: CorePolicy
     let encodedPasswordAlgorithms: [UInt8]
 
@@ -65,7 +76,9 @@ public final class TURNServerCore {
         var features: SecurityFeatures = [.passwordAlgorithms]
         if !policy.credentials.users.isEmpty { features.insert(.usernameAnonymity) }
         self.nonces = NonceIssuer(secret: nonceSecret, lifetime: configuration.nonceLifetime, features: features)
-        self.rateLimiter = SourceRateLimiter(ratePerSecond: configuration.unauthenticatedRatePerSecond)
+        self.rateLimiter = SourceRateLimiter(
+            ratePerSecond: configuration.unauthenticatedRatePerSecond,
+            overflowBytesPerSecond: configuration.challengeOverflowBytesPerSecond)
         var encoded = [UInt8]()
         for a in configuration.passwordAlgorithms {
             encoded += [
@@ -91,7 +104,12 @@ public final class TURNServerCore {
     func refreshPolicyIfNeeded() {
         let g = shared.policyGeneration
         if g != policyGeneration {
+            let previous = policy
             policy = shared.policy
+            if policyGeneration >= 0 {
+                policyChangedSinceSweep = true
+                reviewCredentials(previous: previous)
+            }
             policyGeneration = g
             var features: SecurityFeatures = [.passwordAlgorithms]
             if !policy.credentials.users.isEmpty { features.insert(.usernameAnonymity) }
@@ -116,7 +134,8 @@ public final class TURNServerCore {
         case .request:
             break
         }
-        counters.requests[Self.countedMethod(m.type.method).rawValue] &+= 1
+        // (The second pass of an Allocate that waited for the fleet quota is not counted again.)
+        if verdict?.fiveTuple != fiveTuple { counters.requests[Self.countedMethod(m.type.method).rawValue] &+= 1 }
         refreshPolicyIfNeeded()
 
         // A retransmission of a request already answered on this allocation gets the same answer.
@@ -129,6 +148,12 @@ public final class TURNServerCore {
         }
 
         if m.type.method == .binding { return handleBinding(m, fiveTuple, now, response) }
+        // A request from a client whose Allocate waits for the fleet quota: answered once the
+        // verdict is in (a retransmission must not ask twice).
+        if pendingQuota[fiveTuple] != nil, verdict?.fiveTuple != fiveTuple {
+            counters.drop(.quotaPending)
+            return .none
+        }
 
         if policy.bannedClients.isBanned(fiveTuple.client.ip) {
             counters.drop(.bannedClient)
@@ -140,6 +165,14 @@ public final class TURNServerCore {
             break
         default:
             return unauthenticatedError(m, fiveTuple, now, 400, "Unsupported method", response)
+        }
+
+        // A request without integrity that lacks what its method requires cannot succeed even
+        // once authenticated: dropped and counted rather than challenged (an attacker's smallest
+        // request must not buy the largest answer).
+        if m.integrityOffset == nil && m.integritySHA256Offset == nil && !Self.hasRequiredAttributes(m) {
+            counters.drop(.incompleteRequest)
+            return .none
         }
 
         let existingSlot = byFiveTuple[fiveTuple]
@@ -182,6 +215,47 @@ public final class TURNServerCore {
             case .connect: return handleConnect(m, slot, auth, now, response)
             default: return handleChannelBind(m, slot, auth, now, response)
             }
+        }
+    }
+
+    /// Whether `m` carries the attributes its method cannot do without (RFC 8656 §7.2, §9.1,
+    /// §11.2; RFC 6062 §4.3, §4.4).
+    static func hasRequiredAttributes(_ m: STUNMessageView) -> Bool {
+        switch m.type.method {
+        case .allocate: m.value(of: .requestedTransport) != nil
+        case .createPermission, .connect: m.value(of: .xorPeerAddress) != nil
+        case .channelBind: m.value(of: .channelNumber) != nil && m.value(of: .xorPeerAddress) != nil
+        case .connectionBind: m.value(of: .connectionID) != nil
+        default: true
+        }
+    }
+
+    /// A request the parser refused. One case is answered rather than dropped: a USERNAME longer
+    /// than RFC 8489 §14.3 allows (more than 508 bytes) in an otherwise well-framed request gets
+    /// 400 Bad Request, within the unauthenticated rate limit, so that a client with a broken
+    /// configuration learns why. Everything else is dropped and counted by the caller.
+    public func handleMalformed(
+        _ bytes: UnsafeRawBufferPointer, _ error: STUNParseError, from fiveTuple: FiveTuple, now: CoreTime,
+        response out: UnsafeMutableRawBufferPointer
+    ) -> ClientMessageOutcome {
+        let type = STUNMessageType(wireValue: bytes.count >= 20 ? bytes.be16(0) : 0)
+        guard error == .invalidAttributeLength(.username), bytes.count >= 20, bytes.be32(4) == stunMagicCookie,
+            bytes[0] & 0xC0 == 0, type.messageClass == .request
+        else {
+            counters.drop(.malformedSTUN)
+            return .none
+        }
+        counters.requests[Self.countedMethod(type.method).rawValue] &+= 1
+        guard allowUnauthenticatedAnswer(to: fiveTuple, now) else { return .none }
+        counters.countError(400)
+        do throws(STUNEncodingError) {
+            var w = try STUNMessageWriter(
+                into: out, type: type.errorResponse,
+                transactionID: STUNTransactionID(high: bytes.be64(8), low: bytes.be32(16)))
+            try w.appendErrorCode(400, reason: configuration.unauthenticatedReasonPhrases ? "Bad Request" : "")
+            return .reply(length: w.count)
+        } catch {
+            return .none
         }
     }
 
@@ -294,7 +368,11 @@ public final class TURNServerCore {
         let expired =
             policy.credentials.users[name] == nil
             && (policy.credentials.rest?.expiry(of: name).map { $0 < now.unixSeconds } ?? false)
-        if !expired, let allocation, allocation.username == name, algorithm == .md5 || allocation.key.count == 32 {
+        // A key whose credential was removed is no longer accepted (`reviewCredentials`).
+        let revoked = allocation?.revokeAfter.map { $0 < now.unixSeconds } ?? false
+        if !expired, !revoked, let allocation, allocation.username == name,
+            algorithm == .md5 || allocation.key.count == 32
+        {
             keys.append(allocation.key)
         }
         if keys.isEmpty {
@@ -322,21 +400,30 @@ public final class TURNServerCore {
     /// Whether the per-source budget of answers to unauthenticated requests allows one more;
     /// a refusal is counted as a rate-limited drop.
     func allowUnauthenticatedAnswer(to fiveTuple: FiveTuple, _ now: CoreTime) -> Bool {
-        if rateLimiter.allow(fiveTuple.client.ip, now: now.milliseconds) { return true }
+        if case .answer = rateLimiter.allow(fiveTuple.client.ip, now: now.milliseconds, challenge: false) {
+            return true
+        }
         counters.drop(.rateLimited)
         return false
     }
 
-    /// 401/438 with REALM, a fresh NONCE and PASSWORD-ALGORITHMS: small, and rate limited.
+    /// 401/438 with REALM, a fresh NONCE and PASSWORD-ALGORITHMS, in its smallest form (no reason
+    /// phrase unless configured; SOFTWARE only when configured). Rate limited per source IP: once the IP's answers
+    /// for this second are spent, challenges still go out from a byte budget of their own, so
+    /// that a client whose IP is spoofed by a flood still gets its challenge (Docs/security.md §3).
     func challenge(
         _ m: STUNMessageView, _ fiveTuple: FiveTuple, _ now: CoreTime, _ code: Int, _ reason: String,
         _ out: UnsafeMutableRawBufferPointer
     ) -> ClientMessageOutcome {
-        guard allowUnauthenticatedAnswer(to: fiveTuple, now) else { return .none }
+        let grant = rateLimiter.allow(fiveTuple.client.ip, now: now.milliseconds, challenge: true)
+        if case .refused = grant {
+            counters.drop(.rateLimited)
+            return .none
+        }
         counters.countError(code)
         do throws(STUNEncodingError) {
             var w = try STUNMessageWriter(into: out, type: m.type.errorResponse, transactionID: m.transactionID)
-            try w.appendErrorCode(code, reason: reason)
+            try w.appendErrorCode(code, reason: configuration.unauthenticatedReasonPhrases ? reason : "")
             try w.append(.realm, string: policy.credentials.realm)
             try w.append(.nonce, string: nonces.issue(for: fiveTuple.client, now: now.seconds))
             let algorithms = encodedPasswordAlgorithms
@@ -347,6 +434,10 @@ public final class TURNServerCore {
                 try w.append(.software, string: software)
             }
             if m.fingerprintOffset != nil { try w.appendFingerprint() }
+            if case .overflow(let bucket) = grant {
+                rateLimiter.spendOverflow(bucket, bytes: w.count)
+                counters.overflowChallenges &+= 1
+            }
             return .reply(length: w.count)
         } catch {
             return .none
@@ -363,7 +454,7 @@ public final class TURNServerCore {
         do throws(STUNEncodingError) {
             var w = try STUNMessageWriter(
                 into: out, type: m.type.errorResponse, transactionID: m.transactionID, cookie: m.cookie)
-            try w.appendErrorCode(code, reason: reason)
+            try w.appendErrorCode(code, reason: configuration.unauthenticatedReasonPhrases ? reason : "")
             if code == 420 {
                 let unknown = m.unknownComprehensionRequired
                 try w.append(.unknownAttributes, length: unknown.count * 2) { v in
@@ -420,17 +511,24 @@ public final class TURNServerCore {
         _ m: STUNMessageView, _ fiveTuple: FiveTuple, _ auth: AuthContext, _ now: CoreTime,
         _ out: UnsafeMutableRawBufferPointer
     ) -> ClientMessageOutcome {
-        if shared.isDraining
-            || shared.allocationCount >= shared.effectiveCapacity(configured: configuration.maxAllocations)
-        {
+        // Draining, full, or (in a fleet) above the redirect load: send the client to another
+        // node when one can take it (the fleet's board first, then the static list). With none,
+        // a draining node answers 508, a full one finds out below, a loaded one serves.
+        let redirect: RedirectReason? =
+            shared.isDraining
+            ? .draining
+            : shared.allocationCount >= shared.effectiveCapacity(configured: configuration.maxAllocations)
+                ? .full : shared.fleet.isOverloaded ? .load : nil
+        if let redirect {
             if let alternate = alternate(for: fiveTuple) {
+                counters.redirects[redirect.rawValue] &+= 1
                 let domain = fiveTuple.transport == .tls ? configuration.alternateDomain : nil
                 return reply(m, auth, now, out, slot: nil, error: (300, "Try Alternate")) { w in
                     try w.append(.alternateServer, address: alternate)
                     if let domain { try w.append(.alternateDomain, string: domain) }
                 }
             }
-            if shared.isDraining {
+            if redirect == .draining {
                 return reply(m, auth, now, out, slot: nil, error: (508, "Insufficient Capacity"))
             }
         }
@@ -486,15 +584,47 @@ public final class TURNServerCore {
             families.append(.ipv6)
         }
 
+        // The fleet-wide quota, when there is a fleet: asked once, asynchronously; the request
+        // is handled again with the verdict (`resumeAllocate`).
+        var maxPerUser = configuration.maxAllocationsPerUser
+        var fleetCounted = false
+        if shared.fleet.quota != nil {
+            if let v = verdict, v.fiveTuple == fiveTuple, v.transactionID == m.transactionID {
+                verdictUsed = true
+                switch v.verdict {
+                case .granted:
+                    maxPerUser = Int.max
+                    fleetCounted = true
+                case .refused:
+                    counters.quotaRefusals[1] &+= 1
+                    return reply(m, auth, now, out, slot: nil, error: (486, "Allocation Quota Reached"))
+                case .unavailable(countLocally: true):
+                    fleetCounted = true
+                case .unavailable(countLocally: false):
+                    return reply(m, auth, now, out, slot: nil, error: (508, "Insufficient Capacity"))
+                }
+            } else {
+                guard pendingQuota.count < Self.maxPendingQuota else {
+                    return reply(m, auth, now, out, slot: nil, error: (508, "Insufficient Capacity"))
+                }
+                pendingQuota[fiveTuple] = m.transactionID
+                return .awaitQuota(username: auth.username, limit: configuration.maxAllocationsPerUser)
+            }
+        }
         if let code = shared.reserve(
-            username: auth.username, maxTotal: configuration.maxAllocations,
-            maxPerUser: configuration.maxAllocationsPerUser)
+            username: auth.username, maxTotal: configuration.maxAllocations, maxPerUser: maxPerUser)
         {
+            // Counted fleet-wide but not made here: give the count back.
+            if fleetCounted { shared.fleet.quota?.release(username: auth.username) }
             if code == 508, let alternate = alternate(for: fiveTuple) {
+                counters.redirects[RedirectReason.full.rawValue] &+= 1
+                let domain = fiveTuple.transport == .tls ? configuration.alternateDomain : nil
                 return reply(m, auth, now, out, slot: nil, error: (300, "Try Alternate")) { w in
                     try w.append(.alternateServer, address: alternate)
+                    if let domain { try w.append(.alternateDomain, string: domain) }
                 }
             }
+            if code == 486 { counters.quotaRefusals[0] &+= 1 }
             return reply(
                 m, auth, now, out, slot: nil,
                 error: code == 486 ? (486, "Allocation Quota Reached") : (508, "Insufficient Capacity"))
@@ -560,8 +690,11 @@ public final class TURNServerCore {
         }
     }
 
+    /// Where to send a new client of `fiveTuple`: a live, lightly loaded node of the fleet of the
+    /// same transport and family, else the first static alternate of the client's family.
     func alternate(for fiveTuple: FiveTuple) -> TransportAddress? {
-        configuration.alternateServers.first { $0.family == fiveTuple.client.family }
+        shared.fleet.alternate(for: fiveTuple)
+            ?? configuration.alternateServers.first { $0.family == fiveTuple.client.family }
     }
 
     /// The address clients are told: the configured public address for a private relay IP.
@@ -894,11 +1027,12 @@ public final class TURNServerCore {
     // MARK: - Lifetimes
 
     /// Reaps expired allocations, permissions and channels, and closes allocations of clients the
-    /// current policy bans. Called about once a second; costs nothing per packet.
+    /// current policy bans and those whose credential was removed (`reviewCredentials`). Called
+    /// about once a second; costs nothing per packet.
     public func sweep(now: CoreTime) {
-        let before = policyGeneration
         refreshPolicyIfNeeded()
-        let policyChanged = before != policyGeneration
+        let policyChanged = policyChangedSinceSweep
+        policyChangedSinceSweep = false
         let t = now.milliseconds
         for slot in slots.indices {
             guard let a = slots[slot] else { continue }
@@ -906,6 +1040,8 @@ public final class TURNServerCore {
                 free(slot, reason: .expired, now: now)
             } else if policy.bannedClients.isBanned(a.fiveTuple.client.ip) {
                 free(slot, reason: .banned, now: now)
+            } else if let r = a.revokeAfter, r < now.unixSeconds {
+                free(slot, reason: .revoked, now: now)
             } else {
                 if a.permissions.contains(where: { $0.expiry <= t }) {
                     slots[slot]!.permissions.removeAll { $0.expiry <= t }
@@ -930,6 +1066,18 @@ public final class TURNServerCore {
         if let slot = byFiveTuple[fiveTuple] { free(slot, reason: reason, now: now) }
     }
 
+    /// Ends every allocation made through the listener `server` over `transport` (a listener
+    /// handed over to another instance).
+    public func closeAllocations(
+        servedAt server: TransportAddress, transport: TransportProtocol, reason: AllocationEndReason, now: CoreTime
+    ) {
+        for slot in slots.indices {
+            if let a = slots[slot], a.fiveTuple.server == server, a.fiveTuple.transport == transport {
+                free(slot, reason: reason, now: now)
+            }
+        }
+    }
+
     /// Ends every allocation of this shard.
     public func closeAll(reason: AllocationEndReason, now: CoreTime) {
         for slot in slots.indices where slots[slot] != nil { free(slot, reason: reason, now: now) }
@@ -951,31 +1099,64 @@ public final class TURNServerCore {
 
 /// Per-source limits on unauthenticated answers, in a fixed table: bounded memory whatever the
 /// number of sources, and no per-client state beyond a hashed bucket.
+///
+/// Each bucket (a source IP, hashed) holds two budgets, refilled every second:
+/// - `ratePerSecond` answers of any kind (Binding, challenges, errors);
+/// - once those are spent, `overflowBytesPerSecond` bytes of challenges (401/438) only.
+///
+/// An attacker who spoofs a victim's IP from other ports spends the first budget at once; the
+/// second keeps answering challenges, so the victim's own Allocate still gets its 401 while the
+/// bytes sent towards that IP stay bounded by `ratePerSecond` answers plus
+/// `overflowBytesPerSecond` bytes per second (per shard).
 struct SourceRateLimiter {
     struct Bucket {
         var tokens: Int32
+        var overflowBytes: Int32
         var lastRefill: UInt64
+    }
+    /// What the limiter allows for one answer.
+    enum Grant {
+        /// Within the source's answers for this second.
+        case answer
+        /// A challenge from the overflow byte budget of this bucket (charge it once written).
+        case overflow(bucket: Int)
+        /// Nothing more to this source this second.
+        case refused
     }
     var buckets: [Bucket]
     let ratePerSecond: Int32
+    let overflowBytesPerSecond: Int32
 
-    init(ratePerSecond: Int, tableSize: Int = 4096) {
+    init(ratePerSecond: Int, overflowBytesPerSecond: Int = 0, tableSize: Int = 4096) {
         self.ratePerSecond = Int32(clamping: ratePerSecond)
-        buckets = Array(repeating: Bucket(tokens: Int32(clamping: ratePerSecond), lastRefill: 0), count: tableSize)
+        self.overflowBytesPerSecond = Int32(clamping: overflowBytesPerSecond)
+        buckets = Array(
+            repeating: Bucket(
+                tokens: Int32(clamping: ratePerSecond), overflowBytes: Int32(clamping: overflowBytesPerSecond),
+                lastRefill: 0),
+            count: tableSize)
     }
 
-    mutating func allow(_ ip: IPAddress, now: UInt64) -> Bool {
-        if ratePerSecond <= 0 { return true }
+    mutating func allow(_ ip: IPAddress, now: UInt64, challenge: Bool) -> Grant {
+        if ratePerSecond <= 0 { return .answer }
         var h = Hasher()
         h.combine(ip)
         let i = Int(UInt(bitPattern: h.finalize()) % UInt(buckets.count))
         let elapsed = now &- buckets[i].lastRefill
         if elapsed >= 1000 {
             buckets[i].tokens = ratePerSecond
+            buckets[i].overflowBytes = overflowBytesPerSecond
             buckets[i].lastRefill = now
         }
-        if buckets[i].tokens <= 0 { return false }
-        buckets[i].tokens -= 1
-        return true
+        if buckets[i].tokens > 0 {
+            buckets[i].tokens -= 1
+            return .answer
+        }
+        return challenge && buckets[i].overflowBytes > 0 ? .overflow(bucket: i) : .refused
+    }
+
+    /// Charges a challenge sent from the overflow budget.
+    mutating func spendOverflow(_ bucket: Int, bytes: Int) {
+        buckets[bucket].overflowBytes -= Int32(clamping: bytes)
     }
 }

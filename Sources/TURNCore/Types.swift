@@ -75,6 +75,12 @@ public struct CoreConfiguration: Sendable {
     public var bandwidthPerAllocation = 0
     /// Unauthenticated answers per source IP per second (Binding, 401, 400, 420).
     public var unauthenticatedRatePerSecond = 50
+    /// Once a source IP's unauthenticated answers for the second are spent, bytes of 401/438
+    /// challenges still sent to it that second (0: none). Keeps a client whose IP is spoofed by a
+    /// flood reachable, within a bounded reflection.
+    public var challengeOverflowBytesPerSecond = 196_608
+    /// Reason phrases in error answers to unauthenticated requests (off: smaller answers).
+    public var unauthenticatedReasonPhrases = false
     /// Relay families this server can allocate.
     public var relayFamilies: Set<AddressFamily> = [.ipv4]
     /// Private relay IP → public IP advertised in XOR-RELAYED-ADDRESS (servers behind 1:1 NAT).
@@ -117,6 +123,8 @@ public final class SharedServerState: Sendable {
     let drainingFlag = Atomic<Bool>(false)
     let capacityOverride = Atomic<Int>(-1)
     let generation = Atomic<Int>(0)
+    /// What a fleet decides for this node (nothing without `[fleet]`).
+    public let fleet = FleetHooks()
 
     public init(policy: CorePolicy) { policyBox = Mutex(policy) }
 
@@ -164,8 +172,9 @@ public final class SharedServerState: Sendable {
         return nil
     }
 
-    /// Returns a slot taken by `reserve`.
+    /// Returns a slot taken by `reserve`, and the user's count in the fleet-wide quota.
     func release(username: String) {
+        fleet.quota?.release(username: username)
         perUser.withLock { counts in
             let n = counts[username, default: 1] - 1
             if n <= 0 { counts[username] = nil } else { counts[username] = n }

@@ -34,8 +34,13 @@ public struct RelayConfiguration: Sendable {
     public var maxConnections = 10_000
     /// Stream connections from one client IP (a large office behind one NAT shares an IP).
     public var maxConnectionsPerSource = 256
+    /// Caps on DTLS sessions (their own, apart from `maxConnections`).
+    public var dtls = DTLSLimits()
     /// Seconds a stream connection may stay without an allocation (or in its TLS handshake).
     public var idleTimeoutSeconds: UInt64 = 30
+    /// Started with `--takeover`: a UDP (or DTLS) address another process still listens on is
+    /// bound only once it is free, when that instance hands it over (`Takeover.swift`).
+    public var takeover = false
 
     public init() {}
 

@@ -29,11 +29,16 @@ public final class RelayServer: @unchecked Sendable {
     public let tls: TLSContextStore?
     let ports: PortPool
     let logger: Logger
+    /// Every listening socket, for handing listeners over to another instance (`Takeover.swift`).
+    let listenerRecord = ListenerRecord()
+    /// UDP and DTLS addresses held by the instance being taken over, bound once it releases them.
+    let deferredListeners = DeferredListeners()
 
-    /// Binds every listening socket; `start()` then begins serving.
+    /// Binds every listening socket; `start()` then begins serving. `nonceSecret` is shared by
+    /// every node of a fleet (so that any node accepts any node's nonce); by default a random one.
     public init(
         configuration: RelayConfiguration, coreConfiguration: CoreConfiguration, shared: SharedServerState,
-        tls: TLSContextStore? = nil, logger: Logger
+        tls: TLSContextStore? = nil, nonceSecret: [UInt8]? = nil, logger: Logger
     ) throws(SocketError) {
         self.tls = tls
         // A peer that resets a TLS connection would otherwise kill the process: OpenSSL writes
@@ -48,15 +53,21 @@ public final class RelayServer: @unchecked Sendable {
         self.ports = PortPool(range: configuration.portRange)
         let count = configuration.shards > 0 ? configuration.shards : max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
         let budget = ConnectionBudget(maxTotal: configuration.maxConnections)
+        // DTLS has budgets of its own: a flood of one transport never locks out the other.
+        let dtlsSessions = ConnectionBudget(maxTotal: configuration.dtls.maxSessions)
+        let dtlsHandshakes = ConnectionBudget(maxTotal: configuration.dtls.maxHandshakes)
         let registry = ConnectionRegistry()
         // One nonce secret for all shards: a client's TCP data connections and retries may land
         // on another shard than the one that issued its nonce.
-        let nonceSecret = STUNDigest.randomBytes(32)
+        let nonceSecret = nonceSecret ?? STUNDigest.randomBytes(32)
         for i in 0..<count {
             shards.append(
                 Shard(
                     index: i, configuration: configuration, coreConfiguration: core, shared: shared, ports: ports,
-                    budget: budget, tls: tls, registry: registry, nonceSecret: nonceSecret, logger: logger))
+                    budget: budget,
+                    dtls: DTLSGate(
+                        limits: configuration.dtls, sessionBudget: dtlsSessions, handshakeBudget: dtlsHandshakes),
+                    tls: tls, registry: registry, nonceSecret: nonceSecret, logger: logger))
         }
         let all = shards
         for shard in shards { shard.sibling = { i in i < all.count ? all[i] : nil } }
@@ -74,8 +85,13 @@ public final class RelayServer: @unchecked Sendable {
         }
     }
 
-    /// Binds a UDP socket on every shard (SO_REUSEPORT); returns the bound address.
+    /// Binds a UDP socket on every shard (SO_REUSEPORT); returns the bound address. Taking over,
+    /// an address another process holds is bound later instead (`DeferredListeners`).
     func bindDatagram(_ requested: TransportAddress, dtls: Bool) throws(SocketError) -> TransportAddress {
+        if configuration.takeover && ListenerOwnership.isHeld(requested, .udp) {
+            deferredListeners.add(requested, dtls: dtls)
+            return requested
+        }
         var address = requested
         for shard in shards {
             let fd = try Sockets.open(requested.family, type: Int32(SOCK_DGRAM.rawValue))
@@ -87,6 +103,7 @@ public final class RelayServer: @unchecked Sendable {
                 throw error
             }
             if address.port == 0, let bound = Sockets.localAddress(fd) { address = bound }
+            listenerRecord.note(fd: fd, address: address, transport: dtls ? .dtls : .udp)
             Sockets.tuneDatagramSocket(fd, bufferBytes: configuration.socketBufferBytes)
             shard.addListener(fd: fd, address: address, dtls: dtls)
         }
@@ -99,6 +116,7 @@ public final class RelayServer: @unchecked Sendable {
         for shard in shards {
             let fd = try Sockets.listeningStream(address, backlog: 1024)
             if address.port == 0, let bound = Sockets.localAddress(fd) { address = bound }
+            listenerRecord.note(fd: fd, address: address, transport: tls ? .tls : .tcp)
             shard.addStreamListener(fd: fd, address: address, tls: tls)
         }
         return address
@@ -126,6 +144,7 @@ public final class RelayServer: @unchecked Sendable {
             }
         }
         certificateWatch.activate()
+        startDeferredListeners()
         logger.info(
             "serving",
             metadata: [
@@ -140,6 +159,7 @@ public final class RelayServer: @unchecked Sendable {
     /// Stops every shard: sockets closed, allocations ended.
     public func stop() {
         certificateWatch.cancel()
+        deferredListeners.cancel()
         for shard in shards { shard.queue.sync { shard.stop() } }
     }
 
@@ -154,6 +174,13 @@ public final class RelayServer: @unchecked Sendable {
     public func streamCounters() -> StreamCounters {
         var total = StreamCounters()
         for shard in shards { total.add(shard.queue.sync { shard.streamCounters }) }
+        return total
+    }
+
+    /// DTLS admission counters summed over the shards.
+    public func dtlsCounters() -> DTLSCounters {
+        var total = DTLSCounters()
+        for shard in shards { total.add(shard.queue.sync { shard.dtls.counters }) }
         return total
     }
 

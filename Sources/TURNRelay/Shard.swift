@@ -88,8 +88,12 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
     var streamListeners: [StreamListener] = []
     var connections: [Int32: StreamConnection] = [:]
     var connectionsPerSource: [IPAddress: Int] = [:]
-    /// DTLS clients by 5-tuple.
+    /// DTLS clients by 5-tuple (only those that proved their address; see `DTLSGate`).
     var dtlsSessions: [FiveTuple: DTLSSession] = [:]
+    /// Stateless cookie exchange, DTLS caps and the buffers DTLS sessions share.
+    let dtls: DTLSGate
+    /// Sessions and connections closed since the allocator last gave free memory back.
+    var closedSinceTrim = 0
     /// Stream counters, summed when scraped.
     public internal(set) var streamCounters = StreamCounters()
     let budget: ConnectionBudget
@@ -107,7 +111,7 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
 
     init(
         index: Int, configuration: RelayConfiguration, coreConfiguration: CoreConfiguration,
-        shared: SharedServerState, ports: PortPool, budget: ConnectionBudget, tls: TLSContextStore?,
+        shared: SharedServerState, ports: PortPool, budget: ConnectionBudget, dtls: DTLSGate, tls: TLSContextStore?,
         registry: ConnectionRegistry, nonceSecret: [UInt8], logger: Logger
     ) {
         self.index = index
@@ -116,6 +120,7 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
         precondition(self.poller >= 0, "epoll_create1 failed")
         readyTokens = .allocate(capacity: Self.pollBatch)
         self.budget = budget
+        self.dtls = dtls
         self.tlsContexts = tls
         self.queue = DispatchQueue(label: "traverse.shard.\(index)", qos: .userInteractive)
         self.configuration = configuration
@@ -201,6 +206,12 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
             d.close()
         }
         drainEvents()
+        // Give the memory of ended sessions and connections back to the system (glibc keeps
+        // freed chunks in its arenas otherwise), at most once a second per shard.
+        if closedSinceTrim >= 16 {
+            closedSinceTrim = 0
+            _ = traverse_malloc_trim()
+        }
     }
 
     // MARK: Stream listeners (TCP and TLS)
@@ -251,6 +262,7 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
         let n = connectionsPerSource[c.fiveTuple.client.ip, default: 1] - 1
         connectionsPerSource[c.fiveTuple.client.ip] = n > 0 ? n : nil
         budget.give()
+        closedSinceTrim &+= 1
         streamCounters.closed[reason.rawValue] &+= 1
         streamCounters.open -= 1
         core.closeAllocation(on: c.fiveTuple, reason: .connectionClosed, now: now())
@@ -259,7 +271,7 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
 
     /// The UDP listener socket bound to `address` on this shard.
     @inline(__always) func listenerFD(for address: TransportAddress) -> Int32? {
-        for l in listeners where l.address == address { return l.fd }
+        for l in listeners where l.address == address && l.fd >= 0 { return l.fd }
         return nil
     }
 
@@ -300,22 +312,53 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
         let legacy = core.configuration.legacyChannelNumbers
         switch ChannelData.classify(firstByte: bytes[0], legacyRange: legacy) {
         case .channelData:
-            guard let frame = try? ChannelData.parse(bytes, legacyRange: legacy) else {
-                core.counters.drop(.malformedChannelData)
-                return
-            }
-            if let (handle, peer) = core.routeChannelData(
-                channel: frame.channel, length: frame.payload.count, from: fiveTuple, now: t)
-            {
-                tx.enqueue(
-                    fd: handle, to: peer, bytes: frame.payload.baseAddress ?? UnsafeRawPointer(rx.payload(i)),
-                    length: frame.payload.count)
-            }
+            relayChannelData(bytes, from: fiveTuple, t, legacy: legacy)
         case .stun:
             handleSTUN(bytes, fiveTuple, t) { reply, length in
                 self.tx.enqueueReply(fd: listener.fd, to: client, length: length)
                 _ = reply
             }
+        case .other:
+            core.counters.drop(.notSTUNOrChannelData)
+        }
+    }
+
+    /// A ChannelData message from a client on any transport (UDP datagram, stream frame, DTLS
+    /// record): relayed to its peer when the core routes it; every refusal is counted once, by the
+    /// parser's caller here or by the core.
+    @inline(__always)
+    func relayChannelData(_ frame: UnsafeRawBufferPointer, from fiveTuple: FiveTuple, _ t: CoreTime, legacy: Bool) {
+        guard let data = try? ChannelData.parse(frame, legacyRange: legacy) else {
+            core.counters.drop(.malformedChannelData)
+            return
+        }
+        if let (handle, peer) = core.routeChannelData(
+            channel: data.channel, length: data.payload.count, from: fiveTuple, now: t)
+        {
+            tx.enqueue(
+                fd: handle, to: peer, bytes: data.payload.baseAddress ?? frame.baseAddress!,
+                length: data.payload.count)
+        }
+    }
+
+    /// One whole message (STUN or ChannelData) from a client whose transport delimits messages
+    /// itself (DTLS records); answers go back through `write`.
+    func handleClientMessage(
+        _ message: UnsafeRawBufferPointer, _ fiveTuple: FiveTuple, _ t: CoreTime,
+        write: (UnsafeRawBufferPointer) -> Void
+    ) {
+        let legacy = core.configuration.legacyChannelNumbers
+        guard let first = message.first else {
+            core.counters.drop(.notSTUNOrChannelData)
+            return
+        }
+        switch ChannelData.classify(firstByte: first, legacyRange: legacy) {
+        case .stun:
+            handleSTUN(message, fiveTuple, t) { buffer, length in
+                write(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(buffer)[0..<length]))
+            }
+        case .channelData:
+            relayChannelData(message, from: fiveTuple, t, legacy: legacy)
         case .other:
             core.counters.drop(.notSTUNOrChannelData)
         }
@@ -328,21 +371,23 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
         _ bytes: UnsafeRawBufferPointer, _ fiveTuple: FiveTuple, _ t: CoreTime,
         send: (UnsafeMutableRawBufferPointer, Int) -> Void
     ) {
-        let view: STUNMessageView
-        do {
-            view = try STUNMessageView(validating: bytes)
-        } catch {
-            core.counters.drop(.malformedSTUN)
-            return
-        }
         let buffer = tx.nextReplyBuffer
-        switch core.handleSTUN(view, from: fiveTuple, now: t, response: buffer) {
+        let outcome: ClientMessageOutcome
+        do {
+            let view = try STUNMessageView(validating: bytes)
+            outcome = core.handleSTUN(view, from: fiveTuple, now: t, response: buffer)
+        } catch {
+            outcome = core.handleMalformed(bytes, error, from: fiveTuple, now: t, response: buffer)
+        }
+        switch outcome {
         case .reply(let length):
             send(buffer, length)
         case .relay(let handle, let peer, let payload):
             tx.enqueue(
                 fd: handle, to: peer, bytes: payload.baseAddress ?? UnsafeRawPointer(buffer.baseAddress!),
                 length: payload.count)
+        case .awaitQuota(let username, let limit):
+            askFleetQuota(bytes, fiveTuple, username: username, limit: limit)
         case .none:
             break
         }
@@ -506,7 +551,9 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
             traverse_epoll_remove(poller, endpoint.handle)
             close(endpoint.handle)
         }
-        if let slot = relaySlots.removeValue(forKey: endpoint.handle) { closeLinks(slot: slot) }
+        if let slot = relaySlots.removeValue(forKey: endpoint.handle) {
+            closeLinks(slot: slot, relay: endpoint.address)
+        }
         kernelDropsClosed += kernelDropsByFD.removeValue(forKey: endpoint.handle) ?? 0
         ports.release(endpoint.address.family, endpoint.address.port)
     }
@@ -540,7 +587,7 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
             let token = readyTokens[i]
             if token & Self.listenerToken != 0 {
                 let index = Int(token & 0xFFFF_FFFF)
-                if index < listeners.count { drainListener(listeners[index]) }
+                if index < listeners.count && listeners[index].fd >= 0 { drainListener(listeners[index]) }
             } else {
                 let fd = Int32(bitPattern: UInt32(truncatingIfNeeded: token))
                 let slot = Int(token >> 32)

@@ -20,6 +20,8 @@ public enum StreamCloseReason: Int, CaseIterable, Sendable {
     case handshakeFailed
     case shutdown
     case refused
+    /// An RFC 6062 data connection whose TCP allocation ended.
+    case allocationEnded
 
     public var label: String {
         switch self {
@@ -31,6 +33,7 @@ public enum StreamCloseReason: Int, CaseIterable, Sendable {
         case .handshakeFailed: "handshake_failed"
         case .shutdown: "shutdown"
         case .refused: "refused"
+        case .allocationEnded: "allocation_ended"
         }
     }
 }
@@ -116,6 +119,9 @@ final class StreamConnection: StreamWriter {
     var rawPeer: RawPeer?
     /// Client bytes that arrived before the peer connection was attached (bounded).
     var rawPending: [UInt8] = []
+    /// The relayed address of the TCP allocation this data connection was bound to
+    /// (ConnectionBind); it is closed when that allocation ends (`Shard.closeLinks`).
+    var boundRelay: TransportAddress?
 
     init(fd: Int32, shard: Shard, fiveTuple: FiveTuple, tls: TLSContext?, now: UInt64) {
         self.fd = fd
@@ -160,6 +166,7 @@ final class StreamConnection: StreamWriter {
             let space = Self.inboundCapacity - inboundCount
             let n: Int
             if let ssl {
+                ERR_clear_error()  // SSL_get_error reads this thread's queue: start it empty
                 let r = SSL_read(ssl, inbound + inboundCount, Int32(space))
                 if r > 0 {
                     n = Int(r)
@@ -215,7 +222,7 @@ final class StreamConnection: StreamWriter {
                         self.write(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
                     }
                 } else {
-                    relayChannelData(frame, t, legacy: legacy)
+                    shard.relayChannelData(frame, from: fiveTuple, t, legacy: legacy)
                 }
                 offset += length
                 if rawRelay { break loop }  // a ConnectionBind succeeded: what follows is raw data
@@ -268,23 +275,11 @@ final class StreamConnection: StreamWriter {
         inboundCount = 0
     }
 
-    func relayChannelData(_ frame: UnsafeRawBufferPointer, _ t: CoreTime, legacy: Bool) {
-        guard let data = try? ChannelData.parse(frame, legacyRange: legacy) else {
-            shard.core.counters.drop(.malformedChannelData)
-            return
-        }
-        if let (handle, peer) = shard.core.routeChannelData(
-            channel: data.channel, length: data.payload.count, from: fiveTuple, now: t),
-            let base = data.payload.baseAddress
-        {
-            shard.tx.enqueue(fd: handle, to: peer, bytes: base, length: data.payload.count)
-        }
-    }
-
     // MARK: TLS handshake
 
     func continueHandshake() {
         guard let ssl else { return }
+        ERR_clear_error()  // SSL_get_error reads this thread's queue: start it empty
         let r = SSL_accept(ssl)
         if r == 1 {
             handshaking = false
@@ -347,6 +342,7 @@ final class StreamConnection: StreamWriter {
     /// Sends as much as the socket takes now; -1 when the connection was closed.
     func send(_ bytes: UnsafeRawBufferPointer) -> Int {
         if let ssl {
+            ERR_clear_error()  // SSL_get_error reads this thread's queue: start it empty
             let r = SSL_write(ssl, bytes.baseAddress, Int32(bytes.count))
             if r > 0 { return Int(r) }
             switch SSL_get_error(ssl, r) {
@@ -417,6 +413,7 @@ final class StreamConnection: StreamWriter {
         readSource.cancel()
         rawPeer?.close()
         rawPeer = nil
+        if let boundRelay { shard.connectionRegistry.unbind(relay: boundRelay, dataConnection: fiveTuple) }
         shard.connectionClosed(self, reason: reason)
     }
 }

@@ -9,35 +9,67 @@ import TURNCore
     import Glibc
 #endif
 
-/// RFC 6062 peer data connections waiting for a ConnectionBind, by CONNECTION-ID, server-wide:
-/// the client's data connection may arrive on any shard.
+/// RFC 6062 connections server-wide: peer data connections waiting for a ConnectionBind, by
+/// CONNECTION-ID (the client's data connection may arrive on any shard), and the client data
+/// connections bound so far, by the relayed address of the TCP allocation they belong to.
+///
+/// Invariant: a client data connection is listed under its allocation's relayed address from
+/// the moment its ConnectionBind claims a pending connection until it closes or the allocation
+/// ends (`takeBound`), so that the end of an allocation reaches every data connection it has.
 final class ConnectionRegistry: Sendable {
     struct Entry: Sendable {
         let shard: Int
         let username: String
+        /// The relayed address of the TCP allocation the peer connection belongs to.
+        let relay: TransportAddress
     }
-    private let entries = Mutex<[UInt32: Entry]>([:])
+    /// A bound client data connection: the shard it lives on and its 5-tuple.
+    struct Bound: Sendable, Equatable {
+        let shard: Int
+        let dataConnection: FiveTuple
+    }
+    private struct State {
+        var pending: [UInt32: Entry] = [:]
+        var bound: [TransportAddress: [Bound]] = [:]
+    }
+    private let state = Mutex(State())
 
-    /// A fresh, unused CONNECTION-ID for a connection held by `shard`.
-    func register(shard: Int, username: String) -> UInt32 {
-        entries.withLock { e in
+    /// A fresh, unused CONNECTION-ID for a connection held by `shard` for the allocation relayed
+    /// at `relay`.
+    func register(shard: Int, username: String, relay: TransportAddress) -> UInt32 {
+        state.withLock { s in
             var id: UInt32
-            repeat { id = UInt32.random(in: 1...UInt32.max) } while e[id] != nil
-            e[id] = Entry(shard: shard, username: username)
+            repeat { id = UInt32.random(in: 1...UInt32.max) } while s.pending[id] != nil
+            s.pending[id] = Entry(shard: shard, username: username, relay: relay)
             return id
         }
     }
 
-    /// Takes the entry for `id` if it belongs to `username`.
-    func claim(_ id: UInt32, username: String) -> Int? {
-        entries.withLock { e in
-            guard let entry = e[id], entry.username == username else { return nil }
-            e[id] = nil
-            return entry.shard
+    /// Takes the entry for `id` if it belongs to `username`, and lists `dataConnection` (on
+    /// shard `home`) as bound to its allocation.
+    func claim(_ id: UInt32, username: String, dataConnection: FiveTuple, home: Int) -> Entry? {
+        state.withLock { s in
+            guard let entry = s.pending[id], entry.username == username else { return nil }
+            s.pending[id] = nil
+            s.bound[entry.relay, default: []].append(Bound(shard: home, dataConnection: dataConnection))
+            return entry
         }
     }
 
-    func remove(_ id: UInt32) { _ = entries.withLock { $0.removeValue(forKey: id) } }
+    func remove(_ id: UInt32) { _ = state.withLock { $0.pending.removeValue(forKey: id) } }
+
+    /// A bound data connection closed.
+    func unbind(relay: TransportAddress, dataConnection: FiveTuple) {
+        state.withLock { s in
+            s.bound[relay]?.removeAll { $0.dataConnection == dataConnection }
+            if s.bound[relay]?.isEmpty == true { s.bound[relay] = nil }
+        }
+    }
+
+    /// The allocation relayed at `relay` ended: its bound data connections, now unlisted.
+    func takeBound(relay: TransportAddress) -> [Bound] {
+        state.withLock { $0.bound.removeValue(forKey: relay) ?? [] }
+    }
 }
 
 /// A TCP connection between the relayed address and a peer (RFC 6062), while it waits for the
@@ -55,6 +87,8 @@ final class PeerLink {
     var id: UInt32 = 0
     let fd: Int32
     let slot: Int
+    /// The relayed address of the allocation (its TCP relay's listening address).
+    let relay: TransportAddress
     let peer: TransportAddress
     let username: String
     var state: State
@@ -66,9 +100,13 @@ final class PeerLink {
     var writeSource: (any DispatchSourceWrite)?
     let closer: DescriptorCloser
 
-    init(fd: Int32, slot: Int, peer: TransportAddress, username: String, state: State, now: UInt64) {
+    init(
+        fd: Int32, slot: Int, relay: TransportAddress, peer: TransportAddress, username: String, state: State,
+        now: UInt64
+    ) {
         self.fd = fd
         self.slot = slot
+        self.relay = relay
         self.peer = peer
         self.username = username
         self.state = state
@@ -114,15 +152,17 @@ extension Shard {
             if fd < 0 { return }
             guard let peer = withUnsafePointer(to: &storage, { SocketAddress.read(UnsafeRawPointer($0)) }),
                 let control = core.inboundConnectionAllowed(slot: slot, peer: peer, now: t),
-                let allocation = core.allocation(inSlot: slot), let writer = streamWriters[control]
+                let allocation = core.allocation(inSlot: slot), let writer = streamWriters[control],
+                let relay = relaySockets[listenFD]?.endpoint.address
             else {
                 logger.debug("tcp relay: inbound peer connection refused", metadata: ["slot": "\(slot)"])
                 close(fd)
                 continue
             }
             let link = PeerLink(
-                fd: fd, slot: slot, peer: peer, username: allocation.username, state: .pending, now: t.milliseconds)
-            link.id = connectionRegistry.register(shard: index, username: allocation.username)
+                fd: fd, slot: slot, relay: relay, peer: peer, username: allocation.username, state: .pending,
+                now: t.milliseconds)
+            link.id = connectionRegistry.register(shard: index, username: allocation.username, relay: link.relay)
             links[link.id] = link
             startReading(link)
             // ConnectionAttempt indication (RFC 6062 §5.3): the client opens a data connection.
@@ -178,8 +218,8 @@ extension Shard {
         }
         if fd < 0 { return 447 }
         let link = PeerLink(
-            fd: fd, slot: slot, peer: peer, username: allocation.username, state: .connecting(transactionID),
-            now: Clock.monotonicMilliseconds())
+            fd: fd, slot: slot, relay: relay.address, peer: peer, username: allocation.username,
+            state: .connecting(transactionID), now: Clock.monotonicMilliseconds())
         link.outbound = true
         let source = DispatchSource.makeWriteSource(fileDescriptor: fd, queue: queue)
         link.closer.retain()
@@ -205,7 +245,7 @@ extension Shard {
         var connectionID: UInt32? = nil
         logger.debug("tcp relay: connect finished", metadata: ["error": "\(error)", "slot": "\(link.slot)"])
         if error == 0 {
-            link.id = connectionRegistry.register(shard: index, username: link.username)
+            link.id = connectionRegistry.register(shard: index, username: link.username, relay: link.relay)
             link.state = .pending
             link.deadline = Clock.monotonicMilliseconds() + PeerLink.timeoutMilliseconds
             links[link.id] = link
@@ -279,25 +319,39 @@ extension Shard {
         for link in Array(links.values) where link.deadline <= t { dropLink(link) }
     }
 
-    /// Closes the links of an allocation that ended.
-    func closeLinks(slot: Int) {
+    /// Closes everything of a TCP allocation that ended (relayed at `relay`), whatever ended it
+    /// (expiry, Refresh 0, a ban, a revoked credential, its control connection, shutdown): the
+    /// peer connections being made or waiting to be bound, here, and the bound data connections,
+    /// on whichever shard they live (asynchronously: this runs inside the core's bookkeeping).
+    func closeLinks(slot: Int, relay: TransportAddress) {
         for link in Array(links.values) where link.slot == slot { dropLink(link) }
         for link in connecting where link.slot == slot {
             connecting.removeAll { $0 === link }
             link.stopWatching(keepOpen: false)
+        }
+        for bound in connectionRegistry.takeBound(relay: relay) {
+            guard let shard = sibling(bound.shard) else { continue }
+            shard.queue.async {
+                guard let c = shard.streamWriters[bound.dataConnection] as? StreamConnection, c.boundRelay == relay
+                else { return }
+                c.close(.allocationEnded)
+            }
         }
     }
 
     // MARK: ConnectionBind (RFC 6062 §5.4)
 
     func bindPeerConnection(id: UInt32, username: String, dataConnection: FiveTuple) -> Bool {
-        guard let owner = connectionRegistry.claim(id, username: username), let shard = sibling(owner),
-            let connection = streamWriters[dataConnection] as? StreamConnection
+        guard let connection = streamWriters[dataConnection] as? StreamConnection,
+            let entry = connectionRegistry.claim(id, username: username, dataConnection: dataConnection, home: index),
+            let shard = sibling(entry.shard)
         else {
             logger.debug("tcp relay: connection bind refused", metadata: ["id": "\(id)"])
             return false
         }
+        let owner = entry.shard
         logger.debug("tcp relay: connection bound", metadata: ["id": "\(id)", "owner": "\(owner)"])
+        connection.boundRelay = entry.relay
         connection.beginRawRelay()
         let home = self
         shard.queue.async {

@@ -6,7 +6,9 @@ public import STUNCodec
 #endif
 
 /// A tiny blocking HTTP/1.1 client for the admin endpoint (used by `traverse top` and tests):
-/// one request per connection, `Connection: close`, body framed by Content-Length or EOF.
+/// one request per connection, `Connection: close`, body framed by Content-Length or EOF. It
+/// names the endpoint by its address in `Host`, and sends `X-Traverse-Admin: 1` with every
+/// request but GET and HEAD, as `AdminRequestPolicy` requires.
 public enum AdminClient {
     /// An HTTP answer.
     public struct Response: Sendable {
@@ -30,22 +32,26 @@ public enum AdminClient {
     /// `request` on a Dispatch thread, for async callers: the blocking socket calls then never
     /// occupy a thread of Swift's cooperative pool (which may be serving the endpoint itself).
     public static func fetch(
-        _ method: String, _ path: String, to address: TransportAddress, token: String? = nil, timeoutSeconds: Int = 5
+        _ method: String, _ path: String, to address: TransportAddress, token: String? = nil, body: String? = nil,
+        timeoutSeconds: Int = 5
     ) async throws(Failure) -> Response {
         let result: Result<Response, Failure> = await withCheckedContinuation { continuation in
             DispatchQueue.global().async {
                 continuation.resume(
                     returning: Result { () throws(Failure) in
-                        try request(method, path, to: address, token: token, timeoutSeconds: timeoutSeconds)
+                        try request(
+                            method, path, to: address, token: token, body: body, timeoutSeconds: timeoutSeconds)
                     })
             }
         }
         return try result.get()
     }
 
-    /// Sends `method path` to `address` and returns the answer (blocking).
+    /// Sends `method path` (with a JSON `body`, if any) to `address` and returns the answer
+    /// (blocking).
     public static func request(
-        _ method: String, _ path: String, to address: TransportAddress, token: String? = nil, timeoutSeconds: Int = 5
+        _ method: String, _ path: String, to address: TransportAddress, token: String? = nil, body: String? = nil,
+        timeoutSeconds: Int = 5
     ) throws(Failure) -> Response {
         let fd = socket(address.family == .ipv4 ? AF_INET : AF_INET6, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw Failure(description: "socket: errno \(errno)") }
@@ -55,10 +61,14 @@ public enum AdminClient {
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         guard connect(fd, address) else { throw Failure(description: "cannot connect to \(address): errno \(errno)") }
 
-        var head = "\(method) \(path) HTTP/1.1\r\nHost: \(address)\r\nConnection: close\r\nContent-Length: 0\r\n"
+        let payload = Array((body ?? "").utf8)
+        var head = "\(method) \(path) HTTP/1.1\r\nHost: \(address)\r\nConnection: close\r\nContent-Length: \(payload.count)\r\n"
+        if body != nil { head += "Content-Type: application/json\r\n" }
         if let token { head += "Authorization: Bearer \(token)\r\n" }
+        // State-changing requests must carry the admin header (`AdminRequestPolicy`).
+        if method != "GET" && method != "HEAD" { head += "\(AdminRequestPolicy.requiredHeader): 1\r\n" }
         head += "\r\n"
-        let out = Array(head.utf8)
+        let out = Array(head.utf8) + payload
         var sent = 0
         while sent < out.count {
             let n = out.withUnsafeBytes { send(fd, $0.baseAddress! + sent, $0.count - sent, Int32(MSG_NOSIGNAL)) }

@@ -6,9 +6,11 @@ public import STUNCodec
 import Synchronization
 
 /// The admin HTTP listener (FlyingFox): `/metrics`, `/healthz`, `/readyz`, `/load`,
-/// `POST /drain` and `POST /reload`. With a token configured, every request must carry
-/// `Authorization: Bearer <token>`; an address off loopback is refused without one (see
-/// `ConfigurationLoader.validate`). Endpoints are described in Docs/operations.md.
+/// `POST /drain` and `POST /reload`. Every request must name the endpoint in `Host`, and a
+/// state-changing one must not come from another origin (`AdminRequestPolicy`). With a token
+/// configured, every request must carry `Authorization: Bearer <token>`; an address off loopback
+/// is refused without one (see `ConfigurationLoader.validate`). Endpoints are described in
+/// Docs/operations.md.
 public final class AdminServer: Sendable {
     /// The address bound (port 0 resolved).
     public let address: TransportAddress
@@ -29,9 +31,11 @@ public final class AdminServer: Sendable {
         self.log = log
     }
 
-    /// Binds `listen` and starts answering; returns once listening.
+    /// Binds `listen` and starts answering; returns once listening. Besides the bound address
+    /// (and `localhost` on loopback), requests may name the endpoint by `allowedHosts`.
     public static func start(
-        operations: Operations, listen: TransportAddress, token: String?, logger: Logger
+        operations: Operations, listen: TransportAddress, token: String?, allowedHosts: [String] = [],
+        logger: Logger
     ) async throws(StartError) -> AdminServer {
         let socketAddress: any SocketAddress
         do {
@@ -44,7 +48,10 @@ public final class AdminServer: Sendable {
         }
         let log = FlyingFoxLogger(logger: logger)
         let http = HTTPServer(config: .init(address: socketAddress, timeout: 10, logger: log))
-        await routes(http, operations: operations, token: token, logger: logger)
+        // The policy needs the bound port (port 0 is resolved once listening); until then
+        // every request is refused.
+        let policy = PolicyHolder()
+        await routes(http, operations: operations, token: token, policy: policy, logger: logger)
 
         let failure = Mutex<String?>(nil)
         let task = Task {
@@ -57,6 +64,7 @@ public final class AdminServer: Sendable {
         }
         for _ in 0..<500 {
             if let bound = await http.listeningAddress, let address = transportAddress(bound) {
+                policy.set(AdminRequestPolicy(bound: address, allowedHosts: allowedHosts))
                 logger.info("admin listening", metadata: ["address": "\(address)"])
                 return AdminServer(address: address, http: http, task: task, log: log)
             }
@@ -86,14 +94,26 @@ public final class AdminServer: Sendable {
 
     // MARK: Routes
 
-    static func routes(_ http: HTTPServer, operations ops: Operations, token: String?, logger: Logger) async {
+    static func routes(
+        _ http: HTTPServer, operations ops: Operations, token: String?, policy: PolicyHolder,
+        logger: Logger
+    ) async {
         let expected = token.map { Array("Bearer \($0)".utf8) }
 
-        /// Wraps a handler with the bearer-token check.
+        /// Wraps a handler with the Host, Origin and header checks, then the bearer-token check.
         func guarded(_ handler: @escaping @Sendable (HTTPRequest) async -> HTTPResponse)
             -> @Sendable (HTTPRequest) async throws -> HTTPResponse
         {
             { request in
+                let verdict =
+                    policy.current?.check(
+                        method: request.method.rawValue, host: request.headers[.host],
+                        origin: request.headers[HTTPHeader("Origin")],
+                        hasAdminHeader: request.headers[HTTPHeader(AdminRequestPolicy.requiredHeader)] != nil)
+                    ?? .refuse(status: 503, reason: "starting")
+                if case .refuse(let status, let reason) = verdict {
+                    return text(HTTPStatusCode(status, phrase: phrase(status)), "\(reason)\n")
+                }
                 if let expected {
                     let given = Array((request.headers[.authorization] ?? "").utf8)
                     guard constantTimeEqual(given, expected) else {
@@ -142,14 +162,28 @@ public final class AdminServer: Sendable {
                     return json(.badRequest, "{\"reloaded\": false, \"reason\": \(jsonString(e.description))}\n")
                 }
             })
+        await fleetRoutes(http, operations: ops, token: token, guarded: guarded)
         await http.appendRoute(
-            "*", handler: guarded { _ in text(.notFound, "not found: try /metrics, /healthz, /readyz, /load\n") })
+            "*",
+            handler: guarded { _ in
+                text(.notFound, "not found: try /metrics, /healthz, /readyz, /load, /fleet, /bans, /sessions\n")
+            })
     }
 
     static func text(_ status: HTTPStatusCode, _ body: String, headers: HTTPHeaders = HTTPHeaders()) -> HTTPResponse {
         var headers = headers
         headers[.contentType] = "text/plain; charset=utf-8"
         return HTTPResponse(statusCode: status, headers: headers, body: Data(body.utf8))
+    }
+
+    /// The reason phrase of a status `AdminRequestPolicy` refuses with.
+    static func phrase(_ status: Int) -> String {
+        switch status {
+        case 400: "Bad Request"
+        case 403: "Forbidden"
+        case 421: "Misdirected Request"
+        default: "Service Unavailable"
+        }
     }
 
     static func json(_ status: HTTPStatusCode, _ body: String) -> HTTPResponse {
@@ -165,6 +199,13 @@ public final class AdminServer: Sendable {
     static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
         a.withUnsafeBytes { x in b.withUnsafeBytes { y in STUNDigest.constantTimeEqual(x, y) } }
     }
+}
+
+/// The request policy once the listener is bound (nil before).
+final class PolicyHolder: Sendable {
+    private let value = Mutex<AdminRequestPolicy?>(nil)
+    var current: AdminRequestPolicy? { value.withLock { $0 } }
+    func set(_ policy: AdminRequestPolicy) { value.withLock { $0 = policy } }
 }
 
 /// FlyingFox's log lines, forwarded to swift-log: warnings and worse only (its debug and info

@@ -58,9 +58,12 @@ public struct TraverseConfiguration: Sendable {
     public var maxLifetime: UInt32 = 3600
     public var bandwidthPerAllocation = 0
     public var unauthenticatedRate = 50
+    public var challengeOverflowBytes = 196_608
+    public var unauthenticatedReasonPhrases = false
     public var legacyChannelNumbers = false
     public var maxConnections = 10_000
     public var maxConnectionsPerSource = 256
+    public var dtls = DTLSLimits()
     public var idleConnectionTimeout: UInt64 = 30
     // [tls]
     public var certificateFile: String? = nil
@@ -68,12 +71,23 @@ public struct TraverseConfiguration: Sendable {
     // [admin]
     public var adminListen: TransportAddress? = TransportAddress("127.0.0.1:9641")
     public var adminToken: String? = nil
+    /// Names (or `NAME:PORT`) the admin endpoint answers to besides its bound address, e.g. the
+    /// name Prometheus scrapes it by.
+    public var adminAllowedHosts: [String] = []
     public var alternateServers: [TransportAddress] = []
     public var alternateDomain: String? = nil
     public var drainTimeout: Int = 60
     /// Relay throughput (bits per second, in plus out) that counts as full load in the load
     /// score; 0 leaves throughput out of the score.
     public var maxBitsPerSecond = 0
+    // [fleet] (Configuration+Fleet.swift); no fleet while `fleetRedis` is nil.
+    public var fleetRedis: String? = nil
+    public var fleetNodeID: String? = nil
+    public var fleetSecret: String? = nil
+    public var fleetAdvertise: [String] = []
+    public var fleetPublishInterval = 1.0
+    public var fleetRedirectLoad = 0.8
+    public var fleetOnRedisDown = "local"
 
     public init() {}
 
@@ -104,6 +118,7 @@ public struct TraverseConfiguration: Sendable {
         r.tlsListen = effectiveTLSListen
         r.maxConnections = maxConnections
         r.maxConnectionsPerSource = maxConnectionsPerSource
+        r.dtls = dtls
         r.idleTimeoutSeconds = idleConnectionTimeout
         return r
     }
@@ -121,6 +136,8 @@ public struct TraverseConfiguration: Sendable {
         c.maxChannelsPerAllocation = maxChannelsPerAllocation
         c.bandwidthPerAllocation = bandwidthPerAllocation
         c.unauthenticatedRatePerSecond = unauthenticatedRate
+        c.challengeOverflowBytesPerSecond = challengeOverflowBytes
+        c.unauthenticatedReasonPhrases = unauthenticatedReasonPhrases
         c.legacyChannelNumbers = legacyChannelNumbers
         c.externalAddresses = externalAddresses
         c.alternateServers = alternateServers

@@ -1,6 +1,7 @@
 import STUNCodec
 import TOMLKit
 import TURNCore
+import TraverseFleet
 
 /// Reads the TOML configuration file, refusing unknown keys and bad values with an error that
 /// names the key.
@@ -120,9 +121,15 @@ public enum ConfigurationLoader {
         case "limits.max_lifetime": c.maxLifetime = UInt32(try int(name, v, 60...86_400))
         case "limits.bandwidth_per_allocation": c.bandwidthPerAllocation = try int(name, v, 0...1_000_000_000)
         case "limits.unauthenticated_rate": c.unauthenticatedRate = try int(name, v, 0...1_000_000)
+        case "limits.challenge_overflow_bytes": c.challengeOverflowBytes = try int(name, v, 0...100_000_000)
+        case "limits.unauthenticated_reason_phrases": c.unauthenticatedReasonPhrases = try bool(name, v)
         case "limits.legacy_channel_numbers": c.legacyChannelNumbers = try bool(name, v)
         case "limits.max_connections": c.maxConnections = try int(name, v, 1...1_000_000)
         case "limits.max_connections_per_source": c.maxConnectionsPerSource = try int(name, v, 1...100_000)
+        case "limits.max_dtls_sessions": c.dtls.maxSessions = try int(name, v, 1...1_000_000)
+        case "limits.max_dtls_sessions_per_source": c.dtls.maxSessionsPerSource = try int(name, v, 1...100_000)
+        case "limits.max_dtls_handshakes": c.dtls.maxHandshakes = try int(name, v, 1...1_000_000)
+        case "limits.max_dtls_handshakes_per_source": c.dtls.maxHandshakesPerSource = try int(name, v, 1...100_000)
         case "limits.idle_connection_timeout": c.idleConnectionTimeout = UInt64(try int(name, v, 1...86_400))
         case "tls.certificate": c.certificateFile = try string(name, v)
         case "tls.private_key": c.privateKeyFile = try string(name, v)
@@ -139,6 +146,13 @@ public enum ConfigurationLoader {
         case "admin.token":
             let s = try string(name, v)
             c.adminToken = s.isEmpty ? nil : s
+        case "admin.allowed_hosts":
+            let hosts = try strings(name, v)
+            for h in hosts where !AdminRequestPolicy.isValidEntry(h) {
+                throw ConfigurationError(
+                    key: name, reason: "\"\(h)\" is not a host name, IP address, NAME:PORT or [IPv6]:PORT")
+            }
+            c.adminAllowedHosts = hosts
         case "admin.alternate_servers": c.alternateServers = try addresses(name, v)
         case "admin.alternate_domain":
             let s = try string(name, v)
@@ -146,6 +160,10 @@ public enum ConfigurationLoader {
         case "admin.drain_timeout": c.drainTimeout = try int(name, v, 0...86_400)
         case "admin.max_bits_per_second": c.maxBitsPerSecond = try int(name, v, 0...Int.max)
         default:
+            if section == "fleet" {
+                try applyFleet(key: key, value: v, to: &c)
+                return
+            }
             throw ConfigurationError(key: name, reason: "unknown key")
         }
     }
@@ -163,6 +181,20 @@ public enum ConfigurationLoader {
         }
         if let admin = c.adminListen, !isLoopback(admin.ip), c.adminToken == nil {
             throw ConfigurationError(key: "admin.listen", reason: "an address off loopback needs admin.token")
+        }
+        _ = try c.fleetConfiguration()
+        // An address listed twice would be shared by this process with itself (SO_REUSEPORT),
+        // and the kernel would split its clients between the two listeners.
+        var seen: Set<TransportAddress> = []
+        let tls = c.effectiveTLSListen
+        let named: [(String, TransportAddress)] =
+            c.listen.map { ("server.listen", $0) } + tls.map { ("server.tls_listen", $0) }
+            + (c.adminListen.map { [("admin.listen", $0)] } ?? [])
+        for (key, address) in named where address.port != 0 {
+            guard seen.insert(address).inserted else {
+                throw ConfigurationError(
+                    key: key, reason: "\(address) is listed twice (listen, tls_listen, admin.listen)")
+            }
         }
     }
 
@@ -260,6 +292,9 @@ public struct ConfigurationOverrides: Sendable {
     public var stateDirectory: String?
     public var legacyChannelNumbers: Bool?
     public var maxAllocationsPerUser: Int?
+    public var redis: String?
+    public var nodeID: String?
+    public var fleetSecret: String?
 
     public init() {}
 
@@ -283,6 +318,9 @@ public struct ConfigurationOverrides: Sendable {
         o.stateDirectory = env["TRAVERSE_STATE_DIR"]
         if env["TRAVERSE_LEGACY_CHANNEL_NUMBERS"] == "1" { o.legacyChannelNumbers = true }
         o.maxAllocationsPerUser = env["TRAVERSE_USER_QUOTA"].flatMap { Int($0) ?? 0 }
+        o.redis = env["TRAVERSE_REDIS"]
+        o.nodeID = env["TRAVERSE_NODE_ID"]
+        o.fleetSecret = env["TRAVERSE_FLEET_SECRET"]
         return o
     }
 
@@ -353,6 +391,15 @@ public struct ConfigurationOverrides: Sendable {
             }
             c.maxAllocationsPerUser = maxAllocationsPerUser
         }
+        if let redis {
+            guard RedisEndpoint(url: redis) != nil else {
+                throw ConfigurationError(
+                    key: name("--redis", "TRAVERSE_REDIS"), reason: "expected redis://[:password@]host:port[/db]")
+            }
+            c.fleetRedis = redis
+        }
+        if let nodeID { c.fleetNodeID = nodeID }
+        if let fleetSecret { c.fleetSecret = fleetSecret }
         try ConfigurationLoader.validate(c)
         return c
     }

@@ -2,6 +2,7 @@ public import Logging
 import STUNCodec
 import Synchronization
 public import TURNCore
+import TraverseFleet
 
 /// The operator's view of a running `TraverseServer`: metrics, load, readiness, drain and
 /// reload. Shared by the admin HTTP endpoint and the signal handlers, so both act the same way.
@@ -21,6 +22,14 @@ public final class Operations: Sendable {
     private let current: Mutex<TraverseConfiguration>
     private let reloadLock = Mutex(())
     private let sampler = Mutex<Task<Void, Never>?>(nil)
+    private let fleetBox = Mutex<FleetService?>(nil)
+
+    /// The fleet service, when `[fleet]` is configured and started.
+    public var fleet: FleetService? {
+        get { fleetBox.withLock { $0 } }
+        set { fleetBox.withLock { $0 = newValue } }
+    }
+    private let handover = Mutex<Task<Void, Never>?>(nil)
 
     /// Starts following `server`: allocation events feed the metrics and a 1 s sampler feeds
     /// the load window. `source` is what a reload re-reads; nil refuses reloads.
@@ -39,13 +48,17 @@ public final class Operations: Sendable {
                 try? await Task.sleep(for: .seconds(1))
                 guard let self else { return }
                 self.tracker.record(self.sample())
+                self.server.bans.expire(now: Int64(FleetBoard.nowMilliseconds() / 1000))
             }
         }
         sampler.withLock { $0 = task }
     }
 
-    /// Stops the sampler.
-    public func shutdown() { sampler.withLock { $0?.cancel() } }
+    /// Stops the sampler (and the hand-over watch).
+    public func shutdown() {
+        sampler.withLock { $0?.cancel() }
+        handover.withLock { $0?.cancel() }
+    }
 
     /// The configuration in force.
     public var configuration: TraverseConfiguration { current.withLock { $0 } }
@@ -91,6 +104,8 @@ public final class Operations: Sendable {
         s.kernelDrops = server.relay.kernelDrops()
         s.offload = server.relay.offloadCounters()
         s.streams = server.relay.streamCounters()
+        s.dtls = server.relay.dtlsCounters()
+        s.fleet = fleet.map(FleetSnapshot.init)
         s.cpuSeconds = ProcessStats.cpuSeconds()
         s.residentBytes = ProcessStats.residentBytes()
         s.loadScore = loadReport(counters: counters).load
@@ -101,7 +116,10 @@ public final class Operations: Sendable {
     // MARK: Drain
 
     /// Stops taking new allocations (answered 300 Try Alternate when `admin.alternate_servers`
-    /// is set, else 508); existing ones keep relaying. Returns false if already draining.
+    /// is set, else 508); existing ones keep relaying. While draining, each listener another
+    /// process also listens on (an instance started with `--takeover`) is handed over to it,
+    /// checked now and every second (`RelayServer.handOverSharedListeners`). Returns false if
+    /// already draining.
     @discardableResult
     public func startDrain(trigger: String) -> Bool {
         guard !server.shared.isDraining else { return false }
@@ -109,6 +127,15 @@ public final class Operations: Sendable {
         logger.notice(
             "draining: new allocations refused",
             metadata: ["trigger": "\(trigger)", "allocations": "\(server.shared.allocationCount)"])
+        let relay = server.relay
+        let shared = server.shared
+        let task = Task.detached {
+            while !Task.isCancelled && shared.isDraining && !relay.everyListenerHandedOver {
+                relay.handOverSharedListeners()
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
+        handover.withLock { $0 = task }
         return true
     }
 

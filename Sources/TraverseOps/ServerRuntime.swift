@@ -2,6 +2,8 @@ public import Logging
 public import STUNCodec
 public import TURNCore
 public import TURNRelay
+import Synchronization
+public import TraverseFleet
 
 /// A running Traverse server: the data path plus the state it shares, built from a
 /// `TraverseConfiguration`. Used by the executable and by in-process integration tests.
@@ -11,9 +13,21 @@ public final class TraverseServer: Sendable {
     public let shared: SharedServerState
     /// The credentials generated on first start when none were configured.
     public let generatedCredentials: GeneratedCredentials?
+    /// Bans made at run time (admin endpoint, `traverse ban`, other nodes of a fleet), in force
+    /// together with `relay.banned_clients` from the configuration.
+    public let bans = BanBook()
+    /// The bans of the configuration in force (replaced by each reload).
+    private let configuredBans: Mutex<ClientBanList>
 
-    /// Binds every socket and starts serving.
-    public init(configuration: TraverseConfiguration, logger: Logger) throws(StartupError) {
+    /// Binds every socket and starts serving. Unless `takeover`, an address another process
+    /// already listens on (relay listeners and the admin endpoint) is refused with
+    /// `StartupError.addressInUse` before anything is bound; with it, TCP and TLS addresses are
+    /// shared and UDP and DTLS ones bound once that process releases them (Docs/operations.md,
+    /// *Takeover*).
+    public init(configuration: TraverseConfiguration, logger: Logger, takeover: Bool = false) throws(StartupError) {
+        if !takeover, let (address, transport) = Self.firstHeldAddress(configuration) {
+            throw .addressInUse(address, transport)
+        }
         var config = configuration
         var generated: GeneratedCredentials? = nil
         if !config.hasCredentials {
@@ -34,6 +48,7 @@ public final class TraverseServer: Sendable {
             throw .configuration(error)
         }
         shared = SharedServerState(policy: policy)
+        configuredBans = Mutex(policy.bannedClients)
         var tls: TLSContextStore? = nil
         if !config.effectiveTLSListen.isEmpty {
             do {
@@ -58,14 +73,40 @@ public final class TraverseServer: Sendable {
                 throw .tls(.cannotGenerate(path: config.stateDirectory))
             }
         }
+        var relayConfiguration = config.relayConfiguration()
+        relayConfiguration.takeover = takeover
         do {
             relay = try RelayServer(
-                configuration: config.relayConfiguration(), coreConfiguration: config.coreConfiguration(),
+                configuration: relayConfiguration, coreConfiguration: config.coreConfiguration(),
                 shared: shared, tls: tls, logger: logger)
         } catch {
             throw .socket(error)
         }
         relay.start()
+        bans.onChange { [weak self] _ in self?.applyBans() }
+    }
+
+    /// Puts the configured bans and the ban book's active bans in force, and ends the
+    /// allocations of newly banned clients at once (not at the next sweep).
+    public func applyBans() {
+        let now = Int64(FleetBoard.nowMilliseconds() / 1000)
+        var policy = shared.policy
+        let configured = configuredBans.withLock { $0 }
+        policy.bannedClients = ClientBanList(configured.prefixes + bans.active(now: now))
+        shared.replacePolicy(policy)
+        relay.sweepNow()
+    }
+
+    /// The first address of `c` (UDP and TCP on `listen`, TLS and DTLS on the TLS listeners, the
+    /// admin endpoint) that some socket already holds.
+    public static func firstHeldAddress(_ c: TraverseConfiguration)
+        -> (TransportAddress, ListenerOwnership.Transport)?
+    {
+        var wanted: [(TransportAddress, ListenerOwnership.Transport)] = []
+        for a in c.listen { wanted += [(a, .udp), (a, .tcp)] }
+        for a in c.effectiveTLSListen { wanted += [(a, .tcp), (a, .udp)] }
+        if let admin = c.adminListen { wanted.append((admin, .tcp)) }
+        return wanted.first { ListenerOwnership.isHeld($0.0, $0.1) }
     }
 
     /// Re-reads credentials and policy from `configuration` and puts them in force without
@@ -82,7 +123,11 @@ public final class TraverseServer: Sendable {
                 throw ConfigurationError(key: "tls.certificate", reason: error.description)
             }
         }
-        shared.replacePolicy(policy)
+        configuredBans.withLock { $0 = policy.bannedClients }
+        var combined = policy
+        combined.bannedClients = ClientBanList(
+            policy.bannedClients.prefixes + bans.active(now: Int64(FleetBoard.nowMilliseconds() / 1000)))
+        shared.replacePolicy(combined)
     }
 
     /// Stops serving; ends every allocation.
@@ -107,10 +152,15 @@ public enum StartupError: Error, CustomStringConvertible {
     case configuration(ConfigurationError)
     case socket(SocketError)
     case tls(TLSError)
+    /// Another process already listens on this address (start without `--takeover`).
+    case addressInUse(TransportAddress, ListenerOwnership.Transport)
 
     public var description: String {
         switch self {
         case .configuration(let e): e.description
+        case .addressInUse(let address, let transport):
+            "\(address) (\(transport)) is already in use by another process: stop it first, or start with "
+                + "--takeover to share it during a hand-over (see Docs/operations.md)"
         case .tls(let e): e.description
         case .socket(let e): "cannot listen: \(e)"
         }

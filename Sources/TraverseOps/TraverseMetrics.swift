@@ -39,6 +39,10 @@ public final class TraverseMetrics: Sendable {
         public var loadScore = 0.0
         /// TCP/TLS/DTLS connection counters, summed over the shards.
         public var streams = StreamCounters()
+        /// DTLS admission counters, summed over the shards.
+        public var dtls = DTLSCounters()
+        /// The fleet's state, with `[fleet]`.
+        public var fleet: FleetSnapshot?
 
         /// An empty snapshot.
         public init() {}
@@ -47,6 +51,8 @@ public final class TraverseMetrics: Sendable {
     private struct Published {
         var counters = CoreCounters()
         var streams = StreamCounters()
+        var dtls = DTLSCounters()
+        var fleet = FleetSnapshot()
         var kernelDrops: Int64 = 0
         var offload = OffloadCounters()
         var cpuSeconds = 0.0
@@ -83,6 +89,13 @@ public final class TraverseMetrics: Sendable {
     private let connectionsClosed: [CoreMetrics.Counter]
     private let handshakeFailures: CoreMetrics.Counter
     private let connectionsOpen: CoreMetrics.Gauge
+    private let dtlsHelloVerifyRequests: CoreMetrics.Counter
+    private let dtlsHellosDropped: CoreMetrics.Counter
+    private let dtlsSessionsRefused: CoreMetrics.Counter
+    private let overflowChallenges: CoreMetrics.Counter
+    private let quotaRefusals: [CoreMetrics.Counter]
+    private let redirects: [CoreMetrics.Counter]
+    private let fleetMetrics: FleetMetrics
     /// StreamCounters.accepted is indexed so.
     static let streamTransports = ["tcp", "tls", "dtls"]
 
@@ -144,6 +157,16 @@ public final class TraverseMetrics: Sendable {
         handshakeFailures = CoreMetrics.Counter(
             label: "traverse_tls_handshake_failures_total", dimensions: [], factory: factory)
         connectionsOpen = gauge("traverse_connections_open")
+        func counter(_ name: String) -> CoreMetrics.Counter {
+            CoreMetrics.Counter(label: name, dimensions: [], factory: factory)
+        }
+        dtlsHelloVerifyRequests = counter("traverse_dtls_hello_verify_requests_total")
+        dtlsHellosDropped = counter("traverse_dtls_hellos_dropped_total")
+        dtlsSessionsRefused = counter("traverse_dtls_sessions_refused_total")
+        overflowChallenges = counter("traverse_challenges_overflow_total")
+        quotaRefusals = counters("traverse_quota_refusals_total", "scope", ["node", "fleet"])
+        redirects = counters("traverse_redirects_total", "reason", RedirectReason.allCases.map(\.label))
+        fleetMetrics = FleetMetrics(factory: factory)
     }
 
     /// Follows an allocation event (called on a shard's queue; control path only).
@@ -191,6 +214,12 @@ public final class TraverseMetrics: Sendable {
             advance(bytesIn, last.counters.relayedBytesClientToPeer, now.relayedBytesClientToPeer)
             advance(packetsOut, last.counters.relayedPacketsPeerToClient, now.relayedPacketsPeerToClient)
             advance(bytesOut, last.counters.relayedBytesPeerToClient, now.relayedBytesPeerToClient)
+            advance(quotaRefusals, last.counters.quotaRefusals, now.quotaRefusals)
+            advance(redirects, last.counters.redirects, now.redirects)
+            if now.overflowChallenges > last.counters.overflowChallenges {
+                overflowChallenges.increment(
+                    by: Int64(clamping: now.overflowChallenges - last.counters.overflowChallenges))
+            }
             last.counters = now
             advance(connectionsAccepted, last.streams.accepted, snapshot.streams.accepted)
             advance(connectionsClosed, last.streams.closed, snapshot.streams.closed)
@@ -199,6 +228,14 @@ public final class TraverseMetrics: Sendable {
                     by: Int64(clamping: snapshot.streams.handshakeFailures - last.streams.handshakeFailures))
             }
             last.streams = snapshot.streams
+            func advance(_ metric: CoreMetrics.Counter, _ old: UInt64, _ new: UInt64) {
+                if new > old { metric.increment(by: Int64(clamping: new - old)) }
+            }
+            advance(dtlsHelloVerifyRequests, last.dtls.helloVerifyRequests, snapshot.dtls.helloVerifyRequests)
+            advance(dtlsHellosDropped, last.dtls.hellosDropped, snapshot.dtls.hellosDropped)
+            advance(dtlsSessionsRefused, last.dtls.sessionsRefused, snapshot.dtls.sessionsRefused)
+            last.dtls = snapshot.dtls
+            if let f = snapshot.fleet { fleetMetrics.update(f, last: &last.fleet) }
             if snapshot.kernelDrops > last.kernelDrops {
                 kernelDrops.increment(by: snapshot.kernelDrops - last.kernelDrops)
                 last.kernelDrops = snapshot.kernelDrops

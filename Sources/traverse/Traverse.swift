@@ -3,6 +3,7 @@ import Dispatch
 import Logging
 import STUNCodec
 import Synchronization
+import TURNRelay
 import TraverseOps
 
 #if canImport(Glibc)
@@ -14,7 +15,10 @@ import TraverseOps
 struct Traverse: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Traverse: a TURN/STUN relay for WebRTC. Media is forwarded and immediately discarded, never stored.",
-        subcommands: [Serve.self, CheckConfig.self, Top.self],
+        subcommands: [
+            Serve.self, CheckConfig.self, Top.self, FleetCommand.self, BanCommand.self, UnbanCommand.self,
+            SessionsCommand.self,
+        ],
         defaultSubcommand: Serve.self)
 }
 
@@ -54,6 +58,10 @@ struct ConfigurationOptions: ParsableArguments {
     var drainTimeout: Int?
     @Option(name: .long, help: "Server new allocations are sent to (300) when full or draining (repeatable).")
     var alternateServer: [String] = []
+    @Option(name: .long, help: "Fleet Redis, redis://[:password@]host:port[/db] (or TRAVERSE_REDIS).")
+    var redis: String?
+    @Option(name: .long, help: "This node's id in the fleet (default: the host name; or TRAVERSE_NODE_ID).")
+    var nodeID: String?
 
     var flagOverrides: ConfigurationOverrides {
         var o = ConfigurationOverrides()
@@ -69,6 +77,8 @@ struct ConfigurationOptions: ParsableArguments {
         o.stateDirectory = stateDir
         if legacyChannelNumbers { o.legacyChannelNumbers = true }
         o.maxAllocationsPerUser = userQuota
+        o.redis = redis
+        o.nodeID = nodeID
         return o
     }
 
@@ -156,6 +166,14 @@ struct Serve: ParsableCommand {
     @OptionGroup var options: ConfigurationOptions
     @Option(name: .long, help: "Write the bound addresses as JSON to this file once listening.")
     var announceFile: String?
+    @Flag(
+        name: .long,
+        help: """
+            Share the listening addresses with a running instance (a hand-over): without it, an address \
+            another process listens on is refused (exit 2). The running instance, once draining, hands \
+            its listeners over (Docs/operations.md).
+            """)
+    var takeover = false
 
     func run() throws {
         let configuration: TraverseConfiguration
@@ -171,9 +189,15 @@ struct Serve: ParsableCommand {
 
         let server: TraverseServer
         do {
-            server = try TraverseServer(configuration: configuration, logger: logger)
+            server = try TraverseServer(configuration: configuration, logger: logger, takeover: takeover)
         } catch {
-            if case .configuration(let e) = error { failConfiguration(e.description) }
+            switch error {
+            case .configuration(let e): failConfiguration(e.description)
+            case .addressInUse: failConfiguration(error.description)
+            // Held by a process of another user (SO_REUSEPORT is shared per user only).
+            case .socket(let e) where e.code == EADDRINUSE: failConfiguration(error.description)
+            default: break
+            }
             logger.critical("cannot start", metadata: ["error": "\(error)"])
             Glibc.exit(1)
         }
@@ -192,8 +216,24 @@ struct Serve: ParsableCommand {
         let operations = Operations(
             server: server, source: { () throws(ConfigurationError) in try resolveAgain.resolve() }, logger: logger)
         var admin: AdminServer? = nil
-        if let listen = configuration.adminListen {
-            switch startAdmin(operations: operations, listen: listen, token: configuration.adminToken, logger: logger) {
+        let announce: @Sendable (TransportAddress?) -> Void = { [announceFile] adminAddress in
+            if let announceFile {
+                FileText.writeAtomically(server.announcement(pid: getpid(), admin: adminAddress), to: announceFile)
+            }
+        }
+        let deferredAdmin = DeferredAdmin()
+        if let listen = configuration.adminListen, takeover, ListenerOwnership.isHeld(listen, .tcp) {
+            // The instance being replaced still serves it: listen once it has exited.
+            logger.notice(
+                "admin address held by another process; listening once it is free", metadata: ["address": "\(listen)"])
+            deferredAdmin.start(
+                operations: operations, listen: listen, token: configuration.adminToken,
+                allowedHosts: configuration.adminAllowedHosts, logger: logger, announce: announce)
+        } else if let listen = configuration.adminListen {
+            switch startAdmin(
+                operations: operations, listen: listen, token: configuration.adminToken,
+                allowedHosts: configuration.adminAllowedHosts, logger: logger)
+            {
             case .success(let started): admin = started
             case .failure(let error):
                 logger.critical("cannot start", metadata: ["error": "\(error)"])
@@ -201,8 +241,18 @@ struct Serve: ParsableCommand {
                 Glibc.exit(1)
             }
         }
-        if let announceFile {
-            FileText.writeAtomically(server.announcement(pid: getpid(), admin: admin?.address), to: announceFile)
+        announce(admin?.address)
+        // The fleet, once the admin endpoint's address is known (the board publishes it).
+        var fleet: FleetService? = nil
+        if let fleetConfiguration = try? configuration.fleetConfiguration() {
+            let service = FleetService(
+                configuration: fleetConfiguration, operations: operations, admin: admin?.address, logger: logger)
+            operations.fleet = service
+            service.start()
+            fleet = service
+            logger.info(
+                "fleet: joining",
+                metadata: ["node": "\(fleetConfiguration.nodeID)", "redis": "\(fleetConfiguration.redis)"])
         }
 
         let signals = SignalHandlers()
@@ -221,6 +271,7 @@ struct Serve: ParsableCommand {
             Task {
                 let outcome = await operations.drain(trigger: "SIGTERM")
                 logger.notice("stopping", metadata: ["signal": "SIGTERM", "drain": "\(outcome)"])
+                operations.fleet?.stop()
                 server.stop()
                 Glibc.exit(0)
             }
@@ -231,20 +282,48 @@ struct Serve: ParsableCommand {
             Glibc.exit(0)
         }
         signals.on(SIGHUP) { operations.reload(trigger: "SIGHUP") }
-        withExtendedLifetime(admin) { dispatchMain() }
+        withExtendedLifetime((admin, deferredAdmin, fleet)) { dispatchMain() }
+    }
+}
+
+/// The admin endpoint of an instance started with `--takeover` while the instance it replaces
+/// still listens on the admin address: tried every second until that address is free.
+final class DeferredAdmin: Sendable {
+    private let admin = Mutex<AdminServer?>(nil)
+
+    func start(
+        operations: Operations, listen: TransportAddress, token: String?, allowedHosts: [String], logger: Logger,
+        announce: @escaping @Sendable (TransportAddress?) -> Void
+    ) {
+        Task.detached { [self] in
+            while true {
+                try? await Task.sleep(for: .seconds(1))
+                if ListenerOwnership.isHeld(listen, .tcp) { continue }
+                do throws(AdminServer.StartError) {
+                    let started = try await AdminServer.start(
+                        operations: operations, listen: listen, token: token, allowedHosts: allowedHosts,
+                        logger: logger)
+                    self.admin.withLock { $0 = started }
+                    announce(started.address)
+                    return
+                } catch {
+                    logger.warning("admin endpoint not started yet", metadata: ["error": "\(error)"])
+                }
+            }
+        }
     }
 }
 
 /// Starts the admin listener, waiting for it on this (non-async) thread.
-func startAdmin(operations: Operations, listen: TransportAddress, token: String?, logger: Logger)
-    -> Result<AdminServer, AdminServer.StartError>
-{
+func startAdmin(
+    operations: Operations, listen: TransportAddress, token: String?, allowedHosts: [String], logger: Logger
+) -> Result<AdminServer, AdminServer.StartError> {
     let result = Mutex<Result<AdminServer, AdminServer.StartError>?>(nil)
     let done = DispatchSemaphore(value: 0)
     Task {
         do throws(AdminServer.StartError) {
             let admin = try await AdminServer.start(
-                operations: operations, listen: listen, token: token, logger: logger)
+                operations: operations, listen: listen, token: token, allowedHosts: allowedHosts, logger: logger)
             result.withLock { $0 = .success(admin) }
         } catch {
             result.withLock { $0 = .failure(error) }

@@ -140,15 +140,22 @@ class Server:
         assert self.announce.get("admin"), f"no admin endpoint in {self.announce}"
         return split_host_port(self.announce["admin"])
 
-    def http(self, method: str, path: str, token: str | None = None, timeout: float = 5.0) -> tuple[int, str]:
-        """One request to the admin endpoint: (status, body)."""
+    def http(
+        self, method: str, path: str, token: str | None = None, timeout: float = 5.0, headers: dict | None = None
+    ) -> tuple[int, str]:
+        """One request to the admin endpoint: (status, body). State-changing requests carry the
+        X-Traverse-Admin header the endpoint requires (unless `headers` sets it to None)."""
         import http.client
 
         host, port = self.admin
         conn = http.client.HTTPConnection(host, port, timeout=timeout)
         try:
-            headers = {"Authorization": f"Bearer {token}"} if token else {}
-            conn.request(method, path, headers=headers)
+            sent = {"Authorization": f"Bearer {token}"} if token else {}
+            if method not in ("GET", "HEAD"):
+                sent["X-Traverse-Admin"] = "1"
+            sent.update(headers or {})
+            sent = {k: v for k, v in sent.items() if v is not None}
+            conn.request(method, path, headers=sent)
             response = conn.getresponse()
             return response.status, response.read().decode()
         finally:

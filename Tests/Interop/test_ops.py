@@ -397,6 +397,34 @@ def test_admin_off_loopback_without_token_is_refused(tmp_path):
 
 
 # ---------------------------------------------------------------------------
+# Cross-site requests (a page in a browser on the host, DNS rebinding)
+
+
+def test_admin_refuses_foreign_host_and_cross_site_posts(start_server, tmp_path):
+    path = write_config(tmp_path / "traverse.toml", '[admin]\nallowed_hosts = ["relay-1.internal"]\n')
+    server = start_server(extra=["--config", str(path)])
+    port = server.admin[1]
+    # DNS rebinding: the attacker's name in Host.
+    assert server.http("GET", "/metrics", headers={"Host": f"rebound.attacker.example:{port}"})[0] == 421
+    assert server.http("GET", "/healthz", headers={"Host": "evil.example"})[0] == 421
+    # The names the endpoint answers to.
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"relay-1.internal:{port}"):
+        assert server.http("GET", "/metrics", headers={"Host": host})[0] == 200, host
+    # A form or no-cors fetch: text/plain, no custom header.
+    simple = {"Content-Type": "text/plain", "X-Traverse-Admin": None}
+    assert server.http("POST", "/drain", headers=simple)[0] == 403
+    assert server.http("POST", "/reload", headers=simple)[0] == 403
+    # Another origin, even with the header (which a browser would only send after a preflight).
+    assert server.http("POST", "/drain", headers={"Origin": "http://evil.example"})[0] == 403
+    assert server.http("GET", "/readyz")[0] == 200, "a refused request drained the server"
+    assert metric(server, 'traverse_config_reloads_total{result="refused"}') == 0
+    # The endpoint's own origin, and curl-like clients without Origin, may act.
+    assert server.http("POST", "/reload", headers={"Origin": f"http://localhost:{port}"})[0] == 200
+    assert server.http("POST", "/drain")[0] == 202
+    assert server.http("GET", "/readyz")[0] == 503
+
+
+# ---------------------------------------------------------------------------
 # traverse top
 
 

@@ -418,7 +418,10 @@ struct AuthTests {
 
     @Test("Unauthenticated answers are limited per source IP per second")
     func rateLimit() {
-        let h = Harness { $0.unauthenticatedRatePerSecond = 50 }
+        let h = Harness {
+            $0.unauthenticatedRatePerSecond = 50
+            $0.challengeOverflowBytesPerSecond = 0
+        }
         var answered = 0
         for port in 0..<80 {
             let outcome = h.send(
@@ -436,6 +439,124 @@ struct AuthTests {
         // A second later the budget is back.
         h.advance(seconds: 1)
         #expect(h.send(STUNMessage(type: .bindingRequest), from: tuple("203.0.113.5:9999")).isSuccess)
+    }
+
+    @Test("Once a source IP's answers are spent, challenges go on from its overflow byte budget, and only they")
+    func challengeOverflow() {
+        let h = Harness {
+            $0.unauthenticatedRatePerSecond = 10
+            $0.challengeOverflowBytesPerSecond = 1000
+        }
+        var sizes: [Int] = []
+        for port in 0..<100 {
+            let outcome = h.send(
+                STUNMessage(type: .init(method: .allocate, class: .request), attributes: [.requestedTransport(17)]),
+                from: tuple("203.0.113.5:\(10_000 + port)"))
+            if outcome.errorCode == 401 { sizes.append(outcome.raw!.count) } else { #expect(outcome.isNone) }
+        }
+        // 10 from the answer budget, then as many as fit in 1000 bytes (the last may overshoot once).
+        let overflow = sizes.count - 10
+        #expect(overflow == (1000 + sizes[0] - 1) / sizes[0])
+        #expect(h.core.counters.overflowChallenges == UInt64(overflow))
+        #expect(h.counter(.rateLimited) == UInt64(100 - sizes.count))
+        // Bindings and other errors do not draw on the overflow budget.
+        let fresh = Harness {
+            $0.unauthenticatedRatePerSecond = 1
+            $0.challengeOverflowBytesPerSecond = 1000
+        }
+        #expect(fresh.send(STUNMessage(type: .bindingRequest), from: tuple("203.0.113.5:1")).isSuccess)
+        #expect(fresh.send(STUNMessage(type: .bindingRequest), from: tuple("203.0.113.5:2")).isNone)
+        let challenge = fresh.send(
+            STUNMessage(type: .init(method: .allocate, class: .request), attributes: [.requestedTransport(17)]),
+            from: tuple("203.0.113.5:3"))
+        #expect(challenge.errorCode == 401)
+        // A second later both budgets are whole again.
+        h.advance(seconds: 1)
+        #expect(h.send(STUNMessage(type: .bindingRequest), from: tuple("203.0.113.5:9999")).isSuccess)
+    }
+
+    @Test("The 401 to the smallest valid Allocate is at most 3 times its size; no reason phrase by default")
+    func smallChallenge() throws {
+        let h = Harness()
+        let request = try STUNMessage(
+            type: .init(method: .allocate, class: .request), attributes: [.requestedTransport(17)]
+        ).encoded()
+        #expect(request.count == 28)
+        let outcome = h.send(request, from: tuple("203.0.113.5:1000"))
+        let m = try #require(outcome.message)
+        #expect(m.errorCode == 401)
+        #expect(m.first(.errorCode) == .errorCode(code: 401, reason: ""))
+        #expect(m.first(.realm) != nil && m.first(.nonce) != nil && m.first(.passwordAlgorithms) != nil)
+        if case .nonce(let n)? = m.first(.nonce) { #expect(n.hasPrefix(NonceIssuer.cookiePrefix)) }
+        // The harness's realm is "example.org" (12 bytes padded); with the default realm
+        // "traverse" (8 bytes) the answer is 4 bytes shorter.
+        let withDefaultRealm = outcome.raw!.count - 4
+        #expect(withDefaultRealm <= 3 * request.count, "401 is \(withDefaultRealm) bytes with the default realm")
+        // With reason phrases turned on, the phrase comes back.
+        let verbose = Harness { $0.unauthenticatedReasonPhrases = true }
+        let long = verbose.send(request, from: tuple("203.0.113.5:1000"))
+        #expect(long.message?.first(.errorCode) == .errorCode(code: 401, reason: "Unauthenticated"))
+    }
+
+    @Test("Unauthenticated requests without their method's required attributes are dropped and counted")
+    func incompleteRequestsAreDropped() {
+        let h = Harness()
+        let incomplete: [(STUNMethod, [STUNAttribute])] = [
+            (.allocate, []), (.createPermission, []), (.channelBind, [.channelNumber(0x4000)]),
+            (.channelBind, [.xorPeerAddress(peer("8.8.8.8:1"))]), (.connect, []), (.connectionBind, []),
+        ]
+        for (method, attributes) in incomplete {
+            let outcome = h.send(
+                STUNMessage(type: .init(method: method, class: .request), attributes: attributes),
+                from: tuple("203.0.113.5:1000"))
+            #expect(outcome.isNone, "\(method) was answered")
+        }
+        #expect(h.counter(.incompleteRequest) == UInt64(incomplete.count))
+        // A Refresh needs no attribute: still challenged, as RFC 8489 §9.2.4 requires.
+        let refresh = h.send(STUNMessage(type: .init(method: .refresh, class: .request)), from: tuple("203.0.113.5:1"))
+        #expect(refresh.errorCode == 401)
+    }
+
+    @Test("A USERNAME longer than RFC 8489 allows gets 400, within the rate limit")
+    func overlongUsername() throws {
+        let h = Harness {
+            $0.unauthenticatedRatePerSecond = 2
+            $0.challengeOverflowBytesPerSecond = 0
+        }
+        // Built by hand: the writer refuses such a USERNAME.
+        var bytes: [UInt8] = [0x00, 0x03, 0, 0, 0x21, 0x12, 0xA4, 0x42] + (0..<12).map { UInt8($0) }
+        let value = [UInt8](repeating: 0x61, count: 513)
+        let padded = value + [UInt8](repeating: 0, count: (4 - value.count % 4) % 4)
+        bytes += [0x00, 0x06, UInt8(value.count >> 8), UInt8(value.count & 0xFF)] + padded
+        bytes += [0x00, 0x19, 0x00, 0x04, 17, 0, 0, 0]
+        let length = bytes.count - 20
+        bytes[2] = UInt8(length >> 8)
+        bytes[3] = UInt8(length & 0xFF)
+        var answers: [STUNMessage] = []
+        for _ in 0..<3 {
+            let outcome = bytes.withUnsafeBytes { raw -> STUNMessage? in
+                var out = [UInt8](repeating: 0, count: 1500)
+                return out.withUnsafeMutableBytes { buffer -> STUNMessage? in
+                    let error: STUNParseError
+                    do throws(STUNParseError) {
+                        _ = try STUNMessageView(validating: raw)
+                        Issue.record("the parser accepted a 513-byte USERNAME")
+                        return nil
+                    } catch let e { error = e }
+                    guard
+                        case .reply(let n) = h.core.handleMalformed(
+                            raw, error, from: tuple("203.0.113.5:1000"), now: h.now, response: buffer)
+                    else { return nil }
+                    return try? STUNMessage(parsing: Array(buffer[0..<n]))
+                }
+            }
+            if let outcome { answers.append(outcome) }
+        }
+        #expect(answers.count == 2)  // the third is over the rate limit
+        #expect(answers.first?.errorCode == 400)
+        #expect(answers.first?.type == .init(method: .allocate, class: .errorResponse))
+        #expect(answers.first?.transactionID == STUNTransactionID(high: 0x0001_0203_0405_0607, low: 0x0809_0A0B))
+        #expect(h.counter(.rateLimited) == 1)
     }
 
     @Test("An authenticated request with an unknown comprehension-required attribute is a 420 listing it")

@@ -164,8 +164,11 @@ final class Client {
     var key: [UInt8] { md5Key(username, realmValue ?? realm, password) }
 
     /// Sends `method` without credentials and keeps the REALM/NONCE of the 401 it must draw.
+    /// An Allocate carries REQUESTED-TRANSPORT unless `attributes` are given: an unauthenticated
+    /// request without what its method requires is dropped, not challenged.
     @discardableResult
-    func challenge(_ method: STUNMethod = .allocate, attributes: [STUNAttribute] = []) -> Outcome {
+    func challenge(_ method: STUNMethod = .allocate, attributes: [STUNAttribute]? = nil) -> Outcome {
+        let attributes = attributes ?? (method == .allocate ? [.requestedTransport(17)] : [])
         let outcome = h.send(
             STUNMessage(type: .init(method: method, class: .request), attributes: attributes), from: fiveTuple)
         learn(outcome)
@@ -191,7 +194,12 @@ final class Client {
         fingerprint: Bool = false
     ) -> Outcome {
         if nonce == nil {
-            let first = challenge(method, attributes: attributes)
+            var first = challenge(method, attributes: attributes)
+            if first.message == nil {
+                // Dropped unanswered for lacking a required attribute: draw the 401 as a client
+                // would have, with a complete request.
+                first = challenge(.allocate)
+            }
             #expect(first.errorCode == 401, "first request must draw a 401, got \(String(describing: first.message))")
         }
         let m = STUNMessage(

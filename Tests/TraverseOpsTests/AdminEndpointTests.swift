@@ -15,7 +15,10 @@ final class AdminFixture: Sendable {
     let admin: AdminServer
     let token: String?
 
-    init(token: String? = nil, source: Operations.ConfigurationSource? = nil, alternate: Bool = false) async throws {
+    init(
+        token: String? = nil, source: Operations.ConfigurationSource? = nil, alternate: Bool = false,
+        allowedHosts: [String] = []
+    ) async throws {
         var c = TraverseConfiguration()
         c.listen = [TransportAddress("127.0.0.1:0")!]
         c.relayAddresses = [IPAddress("127.0.0.1")!]
@@ -30,7 +33,7 @@ final class AdminFixture: Sendable {
         server = try TraverseServer(configuration: c, logger: logger)
         operations = Operations(server: server, source: source, logger: logger)
         admin = try await AdminServer.start(
-            operations: operations, listen: c.adminListen!, token: token, logger: logger)
+            operations: operations, listen: c.adminListen!, token: token, allowedHosts: allowedHosts, logger: logger)
         self.token = token
     }
 
@@ -80,6 +83,56 @@ func sendBinding(to address: TransportAddress) -> Bool {
     var answer = [UInt8](repeating: 0, count: 1500)
     let n = answer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
     return n >= 20 && answer[0] == 0x01 && answer[1] == 0x01
+}
+
+/// Sends `request` verbatim (a whole HTTP/1.1 request, as a browser or an attacker would write
+/// it) to `address` and returns the status code and the answer, on a Dispatch thread.
+func rawRequest(_ request: String, to address: TransportAddress) async -> (status: Int, text: String)? {
+    await withCheckedContinuation { continuation in
+        DispatchQueue.global().async { continuation.resume(returning: sendRaw(request, to: address)) }
+    }
+}
+
+func sendRaw(_ request: String, to address: TransportAddress) -> (status: Int, text: String)? {
+    guard case .v4(let ip) = address.ip else { return nil }
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var tv = timeval(tv_sec: 5, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    var sin = sockaddr_in()
+    sin.sin_family = sa_family_t(AF_INET)
+    sin.sin_port = address.port.bigEndian
+    sin.sin_addr.s_addr = ip.bigEndian
+    let connected = withUnsafePointer(to: &sin) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+        }
+    }
+    guard connected == 0 else { return nil }
+    let bytes = Array(request.utf8)
+    guard bytes.withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) == bytes.count else {
+        return nil
+    }
+    // Read the head and whatever body came with it (the answers here are small).
+    var data: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        if n <= 0 { break }
+        data += buffer[0..<n]
+        let text = String(decoding: data, as: UTF8.self)
+        if let head = text.range(of: "\r\n\r\n") {
+            let length =
+                text[..<head.lowerBound].split(separator: "\r\n").first {
+                    $0.lowercased().hasPrefix("content-length:")
+                }.flatMap { Int($0.split(separator: ":")[1].filter { $0 != " " }) } ?? 0
+            if text.utf8.count - text.utf8.distance(from: text.startIndex, to: head.upperBound) >= length { break }
+        }
+    }
+    let text = String(decoding: data, as: UTF8.self)
+    let first = text.split(separator: "\r\n").first?.split(separator: " ") ?? []
+    guard first.count >= 2, let status = Int(first[1]) else { return nil }
+    return (status, text)
 }
 
 func value(_ metrics: String, _ series: String) -> Double? {
@@ -241,5 +294,130 @@ struct AdminEndpointTests {
         #expect(throws: ConfigurationError.self) { try ConfigurationLoader.validate(c) }
         c.adminToken = "t"
         #expect(throws: Never.self) { try ConfigurationLoader.validate(c) }
+    }
+}
+
+/// Issue 10, part 3: a web page in a browser on the host must neither act on the endpoint
+/// (cross-site POST) nor read it (DNS rebinding), while Prometheus, curl and `traverse top` work.
+@Suite("Admin endpoint: cross-site requests", .serialized)
+struct AdminCrossSiteTests {
+    func get(_ path: String, host: String) -> String {
+        "GET \(path) HTTP/1.1\r\nHost: \(host)\r\nConnection: close\r\n\r\n"
+    }
+
+    @Test func foreignHostIs421() async throws {
+        let f = try await AdminFixture()
+        let port = f.admin.address.port
+        for host in ["evil.example:\(port)", "evil.example", "127.0.0.2:\(port)", "127.0.0.1:\(port + 1)"] {
+            let r = try #require(await rawRequest(get("/healthz", host: host), to: f.admin.address))
+            #expect(r.status == 421, "Host: \(host)")
+        }
+        await f.close()
+    }
+
+    @Test func dnsRebindingCannotReadMetrics() async throws {
+        // After rebinding, the attacker's page talks to 127.0.0.1 under its own name.
+        let f = try await AdminFixture()
+        let r = try #require(
+            await rawRequest(
+                get("/metrics", host: "rebind.attacker.example:\(f.admin.address.port)"), to: f.admin.address)
+        )
+        #expect(r.status == 421)
+        #expect(!r.text.contains("traverse_"))
+        await f.close()
+    }
+
+    @Test func ownNamesAreAccepted() async throws {
+        let f = try await AdminFixture(allowedHosts: ["relay-1.internal", "metrics.example:8443"])
+        let port = f.admin.address.port
+        for host in [
+            "127.0.0.1:\(port)", "localhost:\(port)", "LOCALHOST:\(port)", "relay-1.internal:\(port)",
+            "metrics.example:8443",
+        ] {
+            let r = try #require(await rawRequest(get("/metrics", host: host), to: f.admin.address))
+            #expect(r.status == 200, "Host: \(host)")
+            #expect(r.text.contains("traverse_allocations_active"))
+        }
+        #expect(
+            try #require(await rawRequest(get("/metrics", host: "relay-1.internal:1"), to: f.admin.address)).status
+                == 421)
+        let noHost = try #require(await rawRequest("GET /healthz HTTP/1.0\r\n\r\n", to: f.admin.address))
+        #expect(noHost.status == 400)
+        await f.close()
+    }
+
+    @Test func crossOriginPostIs403() async throws {
+        let f = try await AdminFixture()
+        let host = "127.0.0.1:\(f.admin.address.port)"
+        for origin in ["http://evil.example", "null", "http://127.0.0.1:\(f.admin.address.port + 1)", "file://"] {
+            let request =
+                "POST /drain HTTP/1.1\r\nHost: \(host)\r\nOrigin: \(origin)\r\nX-Traverse-Admin: 1\r\n"
+                + "Content-Length: 0\r\nConnection: close\r\n\r\n"
+            let r = try #require(await rawRequest(request, to: f.admin.address))
+            #expect(r.status == 403, "Origin: \(origin)")
+        }
+        #expect(!f.server.shared.isDraining)
+        await f.close()
+    }
+
+    @Test func simplePostWithoutTheHeaderIsRefused() async throws {
+        // What a <form> or fetch(..., {mode: "no-cors"}) sends without a preflight.
+        let f = try await AdminFixture()
+        let host = "127.0.0.1:\(f.admin.address.port)"
+        for path in ["/drain", "/reload"] {
+            let request =
+                "POST \(path) HTTP/1.1\r\nHost: \(host)\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n"
+                + "Connection: close\r\n\r\nhi"
+            let r = try #require(await rawRequest(request, to: f.admin.address))
+            #expect(r.status == 403, "\(path)")
+            #expect(r.text.contains("X-Traverse-Admin"))
+        }
+        #expect(!f.server.shared.isDraining)
+        #expect(value(try await f.get("/metrics").body, "traverse_config_reloads_total{result=\"refused\"}") == 0)
+        await f.close()
+    }
+
+    @Test func theRightRequestIsServed() async throws {
+        let f = try await AdminFixture(source: { TraverseConfiguration() })
+        let host = "localhost:\(f.admin.address.port)"
+        // A first-party page (same origin) and a client without Origin (curl) may act.
+        let reload =
+            "POST /reload HTTP/1.1\r\nHost: \(host)\r\nOrigin: http://\(host)\r\nX-Traverse-Admin: 1\r\n"
+            + "Content-Length: 0\r\nConnection: close\r\n\r\n"
+        let reloaded = try #require(await rawRequest(reload, to: f.admin.address))
+        #expect(reloaded.status == 200, "\(reloaded.text)")
+        let drain =
+            "POST /drain HTTP/1.1\r\nHost: \(host)\r\nX-Traverse-Admin: 1\r\nContent-Length: 0\r\n"
+            + "Connection: close\r\n\r\n"
+        #expect(try #require(await rawRequest(drain, to: f.admin.address)).status == 202)
+        #expect(f.server.shared.isDraining)
+        await f.close()
+    }
+
+    @Test func policyRules() {
+        let p = AdminRequestPolicy(bound: TransportAddress("[::1]:9641")!, allowedHosts: ["relay.example"])
+        #expect(p.check(method: "GET", host: "[::1]:9641", origin: nil, hasAdminHeader: false) == .allow)
+        #expect(p.check(method: "GET", host: "[0:0::1]:9641", origin: nil, hasAdminHeader: false) == .allow)
+        #expect(p.check(method: "GET", host: "localhost:9641", origin: nil, hasAdminHeader: false) == .allow)
+        #expect(p.check(method: "GET", host: "relay.example.:9641", origin: nil, hasAdminHeader: false) == .allow)
+        #expect(p.check(method: "GET", host: "relay.example", origin: nil, hasAdminHeader: false) != .allow)
+        #expect(p.check(method: "GET", host: "127.0.0.1:9641", origin: nil, hasAdminHeader: false) != .allow)
+        #expect(p.check(method: "GET", host: nil, origin: nil, hasAdminHeader: false) != .allow)
+        #expect(
+            p.check(method: "POST", host: "[::1]:9641", origin: "http://relay.example:9641", hasAdminHeader: true)
+                == .allow)
+        #expect(
+            p.check(method: "DELETE", host: "[::1]:9641", origin: "https://relay.example", hasAdminHeader: true)
+                != .allow)
+        #expect(p.check(method: "PUT", host: "[::1]:9641", origin: nil, hasAdminHeader: false) != .allow)
+        // Bound to a wildcard: any IP literal of the family with the port (literals cannot be rebound).
+        let any = AdminRequestPolicy(bound: TransportAddress("0.0.0.0:9641")!)
+        #expect(any.check(method: "GET", host: "10.1.2.3:9641", origin: nil, hasAdminHeader: false) == .allow)
+        #expect(any.check(method: "GET", host: "10.1.2.3:80", origin: nil, hasAdminHeader: false) != .allow)
+        #expect(any.check(method: "GET", host: "[::1]:9641", origin: nil, hasAdminHeader: false) != .allow)
+        #expect(any.check(method: "GET", host: "relay.example:9641", origin: nil, hasAdminHeader: false) != .allow)
+        // Port 80: a Host without a port means 80.
+        let eighty = AdminRequestPolicy(bound: TransportAddress("127.0.0.1:80")!)
+        #expect(eighty.check(method: "GET", host: "127.0.0.1", origin: nil, hasAdminHeader: false) == .allow)
     }
 }

@@ -46,7 +46,13 @@ struct ConfigurationFileTests {
         max_lifetime = 1800
         bandwidth_per_allocation = 100000
         unauthenticated_rate = 20
+        challenge_overflow_bytes = 4096
+        unauthenticated_reason_phrases = true
         legacy_channel_numbers = true
+        max_dtls_sessions = 900
+        max_dtls_sessions_per_source = 90
+        max_dtls_handshakes = 80
+        max_dtls_handshakes_per_source = 8
 
         [tls]
         certificate = "/etc/traverse/cert.pem"
@@ -55,6 +61,7 @@ struct ConfigurationFileTests {
         [admin]
         listen = "127.0.0.1:9000"
         token = "tok"
+        allowed_hosts = ["relay-1.internal", "metrics.example.org:8443", "[2001:db8::5]"]
         alternate_servers = ["192.0.2.99:3478"]
         alternate_domain = "alt.example.org"
         drain_timeout = 30
@@ -96,6 +103,7 @@ struct ConfigurationFileTests {
         #expect(c.privateKeyFile == "/etc/traverse/key.pem")
         #expect(c.adminListen == TransportAddress("127.0.0.1:9000"))
         #expect(c.adminToken == "tok")
+        #expect(c.adminAllowedHosts == ["relay-1.internal", "metrics.example.org:8443", "[2001:db8::5]"])
         #expect(c.alternateServers == [TransportAddress("192.0.2.99:3478")!])
         #expect(c.alternateDomain == "alt.example.org")
         #expect(c.drainTimeout == 30)
@@ -106,10 +114,16 @@ struct ConfigurationFileTests {
         #expect(core.nonceLifetime == 300)
         #expect(core.legacyChannelNumbers)
         #expect(core.unauthenticatedRatePerSecond == 20)
+        #expect(core.challengeOverflowBytesPerSecond == 4096)
+        #expect(core.unauthenticatedReasonPhrases)
         #expect(core.alternateServers == [TransportAddress("192.0.2.99:3478")!])
         let relay = c.relayConfiguration()
         #expect(relay.portRange == 50000...50100)
         #expect(relay.shards == 3)
+        #expect(relay.dtls.maxSessions == 900)
+        #expect(relay.dtls.maxSessionsPerSource == 90)
+        #expect(relay.dtls.maxHandshakes == 80)
+        #expect(relay.dtls.maxHandshakesPerSource == 8)
         #expect(!relay.segmentationOffload)
         #expect(relay.pollLingerMicroseconds == 250)
         #expect(relay.logFullAddresses)
@@ -180,6 +194,9 @@ struct ConfigurationFileTests {
             ("[limits]\ndefault_lifetime = -600", "limits.default_lifetime"),
             ("[limits]\nmax_lifetime = \"long\"", "limits.max_lifetime"),
             ("[limits]\nunauthenticated_rate = -1", "limits.unauthenticated_rate"),
+            ("[limits]\nchallenge_overflow_bytes = -1", "limits.challenge_overflow_bytes"),
+            ("[limits]\nmax_dtls_sessions = 0", "limits.max_dtls_sessions"),
+            ("[limits]\nmax_dtls_handshakes_per_source = \"x\"", "limits.max_dtls_handshakes_per_source"),
             ("[auth]\nnonce_lifetime = -1", "auth.nonce_lifetime"),
             ("[auth]\nrealm = \"\"", "auth.realm"),
             ("[auth]\nrest_separator = \"::\"", "auth.rest_separator"),
@@ -193,8 +210,17 @@ struct ConfigurationFileTests {
             ("[relay]\nexternal_addresses = { \"10.0.0.5\" = \"2001:db8::1\" }", "relay.external_addresses.10.0.0.5"),
             ("[admin]\nlisten = \"0.0.0.0:9000\"", "admin.listen"),
             ("[admin]\nalternate_servers = [\"nope\"]", "admin.alternate_servers"),
+            ("[admin]\nallowed_hosts = \"relay.example\"", "admin.allowed_hosts"),
+            ("[admin]\nallowed_hosts = [\"evil example\"]", "admin.allowed_hosts"),
+            ("[admin]\nallowed_hosts = [\"relay.example:99999\"]", "admin.allowed_hosts"),
+            ("[admin]\nallowed_hosts = [\"::1\"]", "admin.allowed_hosts"),
+            ("[admin]\nallowed_hosts = [\"http://relay.example\"]", "admin.allowed_hosts"),
+            ("[admin]\nallowed_hosts = [\"\"]", "admin.allowed_hosts"),
             ("[limits]\ndefault_lifetime = 1200\nmax_lifetime = 600", "limits.max_lifetime"),
             ("[server]\nlisten = []", "server.listen"),
+            ("[server]\nlisten = [\"127.0.0.1:3478\", \"127.0.0.1:3478\"]", "server.listen"),
+            ("[server]\nlisten = [\"127.0.0.1:3478\"]\ntls_listen = [\"127.0.0.1:3478\"]", "server.tls_listen"),
+            ("[server]\nlisten = [\"127.0.0.1:9641\"]", "admin.listen"),
             ("server = 5", "server"),
         ])
     func badValue(text: String, key: String) throws {

@@ -1,6 +1,6 @@
 // CTraverseSystem: Linux socket calls that Glibc's Swift overlay does not expose because
 // they sit behind _GNU_SOURCE: recvmmsg/sendmmsg, struct mmsghdr, the CMSG_* macros,
-// UDP GSO/GRO and the IP_RECVERR error queue. Kept minimal; the policy lives in Swift.
+// UDP GSO/GRO and the IP_RECVERR error queue; and glibc's malloc_trim. Kept minimal; the policy lives in Swift.
 #ifndef TRAVERSE_CTRAVERSESYSTEM_H
 #define TRAVERSE_CTRAVERSESYSTEM_H
 
@@ -23,6 +23,9 @@ int traverse_sendmmsg(int fd, traverse_mmsghdr *msgs, unsigned int count, int fl
 
 /// Space a control buffer needs for one cmsg carrying `payload` bytes (CMSG_SPACE).
 size_t traverse_cmsg_space(size_t payload);
+
+/// malloc_trim(3) (glibc, <malloc.h>): gives free heap memory back to the system; 1 if any was.
+int traverse_malloc_trim(void);
 
 /// Turns on UDP generic receive offload; returns 0 or -1.
 int traverse_enable_udp_gro(int fd);

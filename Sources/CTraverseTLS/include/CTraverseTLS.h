@@ -35,10 +35,19 @@ int traverse_tls_generate_self_signed(const char *certificate_path, const char *
 /// The SHA-256 fingerprint of the certificate in a PEM file, as hex into out; 1 on success.
 int traverse_tls_certificate_fingerprint(const char *certificate_path, char *out, size_t out_len);
 
-/// A DTLS server session for one client, reading and writing through memory buffers (the
-/// datagrams come from and go to the shard's UDP socket). `peer` (the client's address bytes)
-/// is kept with the session and bound into the HelloVerifyRequest cookie.
-SSL *traverse_dtls_session_new(SSL_CTX *ctx, const void *peer, size_t peer_len, int mtu);
+/// A DTLS server session reading and writing through memory buffers (datagrams come from and go
+/// to the shard's UDP socket), with cookie exchange on and record buffers released when idle.
+/// A shard keeps one as its scratch for `traverse_dtls_listen`; the one that admits a client
+/// becomes that client's session.
+SSL *traverse_dtls_new(SSL_CTX *ctx, int mtu);
+
+/// Stateless cookie exchange (RFC 6347 §4.2.1) on a scratch session: binds `peer` (the client's
+/// address and port bytes) into the cookie and runs DTLSv1_listen over one datagram. Returns 1
+/// when the datagram is a ClientHello with a valid cookie (the session now holds it and goes on
+/// with SSL_accept); 0 when it was answered with a HelloVerifyRequest (waiting in the output
+/// buffer) or dropped (nothing waiting); -1 on an internal error. Nothing is kept per client.
+int traverse_dtls_listen(SSL *ssl, BIO_ADDR *scratch_address, const void *datagram, size_t len, const void *peer,
+                         size_t peer_len);
 
 /// Hands one received datagram to the session.
 int traverse_dtls_feed(SSL *ssl, const void *data, size_t len);
