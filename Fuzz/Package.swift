@@ -1,6 +1,8 @@
 // swift-tools-version:6.1
 // libFuzzer targets for Traverse's parsers and core, kept out of the main package so that its
-// builds stay fast. Built with SwiftPM's sanitizer flags; see README.md or run `make fuzz` from the root.
+// builds stay fast. One executable per target; each file states its invariant at its top.
+// Build and run them with `make fuzz` from the root (Fuzz/fuzz.sh); see README.md. By hand:
+//     swift build -c release --sanitize=fuzzer -Xswiftc -sanitize=fuzzer,address -Xcc -fsanitize=address
 import PackageDescription
 
 // A path dependency's identity is its directory's name (main, a worktree, a CI clone…), not
@@ -23,6 +25,10 @@ let package = Package(
         .executableTarget(
             name: "fuzz-framing",
             dependencies: ["FuzzSupport", .product(name: "STUNCodec", package: traverse)]
+        ),
+        .executableTarget(
+            name: "fuzz-dtls-records",
+            dependencies: ["FuzzSupport", .product(name: "TURNRelay", package: traverse)]
         ),
         .executableTarget(
             name: "fuzz-core",

@@ -142,21 +142,42 @@ def clock(seconds):
 
 SWEEP, SHUTDOWN = bytes([13]), bytes([21])
 
+
+
+def opts(options=0, more=0):
+    """fuzz-core's first two bytes: configuration options (see World.init)."""
+    return bytes([options, more])
+
+
 CORE = {
-    "relay-path": bytes([0]) + allocate() + permission([0]) + channel_bind(0, 0) + channel_data(0, 100)
+    "relay-path": opts() + allocate() + permission([0]) + channel_bind(0, 0) + channel_data(0, 100)
     + send(0, b"hello") + peer_data(0, 0, 100) + bytes([8, 0, 0]) + refresh(lifetime=0),
-    "quota": bytes([0]) + allocate(t=0) + allocate(t=1) + allocate(t=4) + allocate(t=3, user=1)
+    "quota": opts() + allocate(t=0) + allocate(t=1) + allocate(t=4) + allocate(t=3, user=1)
     + bytes([14, 0]) + allocate(t=4),
-    "tcp-connect": bytes([0]) + allocate(t=2, flags=2) + bytes([18, 0, 2, MD5, 0]) + bytes([19, 0, 0, 0, 5, MD5, 0]),
-    "dual-stack": bytes([1]) + allocate(flags=128) + permission([3, 0]) + channel_bind(1, 7)
+    "tcp-connect": opts() + allocate(t=2, flags=2) + bytes([18, 0, 2, MD5, 0]) + bytes([19, 0, 0, 0, 5, MD5, 0]),
+    "dual-stack": opts(1) + allocate(flags=128) + permission([3, 0]) + channel_bind(1, 7)
     + refresh(lifetime=0, family=2) + permission([3]),
-    "expiry": bytes([0]) + allocate(auth=SHA256, user=2) + clock(250) + clock(250) + clock(250) + SWEEP
+    "expiry": opts() + allocate(auth=SHA256, user=2) + clock(250) + clock(250) + clock(250) + SWEEP
     + refresh(auth=SHA256, user=2, lifetime=2) + bytes([12, 3]) + SWEEP,
-    "permission-quota": bytes([0]) + bytes([17, 1]) + allocate(auth=USERHASH) + permission([0, 1, 5])
+    "permission-quota": opts() + bytes([17, 1]) + allocate(auth=USERHASH) + permission([0, 1, 5])
     + channel_bind(0, 2) + channel_bind(1, 6),
-    "even-port": bytes([0]) + allocate(flags=8 | 16) + allocate(t=1, flags=32, token=0) + SHUTDOWN,
-    "raw-rfc5769": bytes([0]) + raw(RFC5769["rfc5769-request"]) + raw(RFC5769["rfc5769-long-term-request"])
-    + raw(CHANNEL_DATA) + raw(CLIENT["binding-rfc3489"], t=3),
+    "even-port": opts() + allocate(flags=8 | 16) + allocate(t=1, flags=32, token=0) + SHUTDOWN,
+    "raw-rfc5769": opts() + raw(RFC5769["rfc5769-request"]) + raw(RFC5769["rfc5769-long-term-request"])
+    + raw(CHANNEL_DATA) + raw(CLIENT["binding-rfc3489"], t=3)
+    + raw(stun(0x0003, [(0x0006, b"u" * 512)])),
+    # Fleet quota: the Allocate waits for the verdict (op 22), one is cancelled by a close (op 14),
+    # the authority turns unavailable (op 25).
+    "fleet-quota": opts(0, 1) + allocate(t=0) + bytes([22, 0]) + allocate(t=1) + bytes([14, 1])
+    + bytes([25, 1]) + allocate(t=4) + bytes([22, 4]) + allocate(t=3, user=1) + bytes([25, 0]) + bytes([22, 3]),
+    # Removal revokes: bob removed (policy 4), the REST secret rotated (policy 6), then sweeps.
+    "revocation": opts() + allocate(t=0, user=1) + allocate(t=1, user=2) + bytes([17, 4]) + SWEEP
+    + bytes([17, 6]) + SWEEP + clock(250) + clock(250) + clock(250) + clock(250) + SWEEP,
+    # A reload denies a peer with a permission and a channel: applied to them at the next sweep.
+    "policy-reload": opts() + allocate() + permission([5]) + channel_bind(0, 5) + bytes([17, 2]) + send(5, b"x")
+    + channel_data(0, 10) + SWEEP + send(5, b"x") + channel_data(0, 10),
+    # The sessions API (op 23: list, end by id or by user) and a listener handed over (op 24).
+    "sessions": opts() + allocate(t=0) + allocate(t=2, user=1) + allocate(t=3, user=1) + bytes([23, 0, 1])
+    + bytes([23, 1, 1]) + allocate(t=4) + bytes([24, 0, 2]) + bytes([23, 2]),
 }
 
 SEEDS = {

@@ -2,11 +2,14 @@
 // the input: Allocate, Refresh, CreatePermission, ChannelBind, Connect and ConnectionBind
 // requests (with valid long-term credentials much of the time, so that they get past
 // authentication, else none, wrong ones, stale or forged nonces, USERHASH, SHA-256), Send
-// indications, ChannelData, Binding, raw datagrams, retransmissions, peer datagrams and ICMP,
-// clock steps, sweeps, closed connections, policy reloads and relay failures, from six 5-tuples
-// (UDP, TCP, TLS; IPv4 and IPv6 clients; two sharing an IP). Relay sockets come from a fake
-// provider and time from a fake clock. The configuration is small (3 allocations, 2 per user,
-// 3 permissions and 2 channels per allocation), its options taken from the input's first byte.
+// indications, ChannelData, Binding, raw and malformed datagrams, retransmissions, peer datagrams
+// and ICMP, clock steps, sweeps, closed connections, policy reloads (bans, peer rules, removed
+// users, rotated REST secrets), relay failures, draining, a fleet-wide quota answering later
+// (`resumeAllocate`, `cancelPendingAllocate`), the sessions API and listener hand-over, from six
+// 5-tuples (UDP, TCP, TLS; IPv4 and IPv6 clients; two sharing an IP). Relay sockets come from a
+// fake provider, the fleet quota from a fake authority, time from a fake clock. The
+// configuration is small (3 allocations, 2 per user, 3 permissions and 2 channels per
+// allocation), its options taken from the input's first two bytes.
 //
 // Invariants, checked after every operation:
 //  - the allocation count the core reports equals the allocations it holds, the shared state's
@@ -16,14 +19,20 @@
 //    families, each open in the provider for that slot; no relay is opened for a slot in use,
 //    closed twice, or left open without an allocation;
 //  - quotas hold: allocations ≤ the server maximum, per user ≤ the per-user maximum and equal to
-//    the shared state's count for that user; live permissions and channels per allocation ≤
-//    their maxima; live channels have distinct numbers and peers within the configured range;
+//    the shared state's count for that user; with a fleet quota, its count for each user equals
+//    the user's allocations plus the verdicts that counted one and are still waiting, and never
+//    goes below zero; live permissions and channels per allocation ≤ their maxima; live channels
+//    have distinct numbers and peers within the configured range;
 //  - counters never go down (nothing wraps below zero), and lifetimes stay ≤ the maximum;
-//  - after a sweep nothing expired remains;
-//  - every answer parses, matches its request's method and transaction ID, is protected with
+//  - after a sweep nothing expired remains, and every allocation's key is still derivable from
+//    the credentials in force (or it is a REST user's, kept until its username expires);
+//  - the sessions API lists exactly the allocations, and ends exactly those it selects;
+//  - every answer parses (a 400 to a malformed request included), matches its request's method
+//    and transaction ID, is protected with
 //    the request's key when the request authenticated (every success but Binding), carries
 //    FINGERPRINT when the request did, and 401/438 carry REALM and NONCE;
-//  - everything relayed goes out of the allocation's own relay, to a peer the policy allows and
+//  - everything relayed goes out of the allocation's own relay, to a peer the policy allows (any
+//    policy installed since the last sweep: a reload applies to what was granted at the sweep) and
 //    the allocation has a permission (and, for ChannelData, a channel) for; peer data and ICMP
 //    reach only the allocation's own client.
 import FuzzSupport
@@ -42,6 +51,8 @@ struct User {
     let password: String
     let md5: [UInt8]
     let sha256: [UInt8]
+    /// The MD5 key of a wrong password.
+    let wrongMD5: [UInt8]
     /// USERHASH, for the static users only.
     let userhash: [UInt8]?
 
@@ -51,6 +62,7 @@ struct User {
         let material = Array("\(name):\(realm):\(password)".utf8)
         md5 = material.withUnsafeBytes { STUNDigest.md5($0) }
         sha256 = material.withUnsafeBytes { STUNDigest.sha256($0) }
+        wrongMD5 = Array("\(name):\(realm):wrong".utf8).withUnsafeBytes { STUNDigest.md5($0) }
         userhash = isStatic ? CredentialStore.userhash(username: name, realm: realm) : nil
     }
 }
@@ -91,12 +103,29 @@ let peers: [TransportAddress] = [
     "8.8.4.4:3478", "198.51.100.1:50000", "[2a00:1450::1]:443",
 ].map { TransportAddress($0)! }
 
-/// Policies a reload may install.
+/// Policies a reload may install: peer rules, a ban, and credentials with bob removed, alice's
+/// password changed, the REST secret rotated (alone, or beside the old one).
+let newSecret = Array("rotated rest secret".utf8)
 let policies: [CorePolicy] = [
     CorePolicy(credentials: credentials),
     CorePolicy(credentials: credentials, peers: PeerPolicy(allowed: [CIDR("127.0.0.0/8")!])),
     CorePolicy(credentials: credentials, peers: PeerPolicy(denied: [CIDR("8.8.4.4/32")!])),
     CorePolicy(credentials: credentials, bannedClients: ClientBanList([CIDR("203.0.113.5/32")!])),
+    CorePolicy(
+        credentials: CredentialStore(
+            realm: realm, passwords: ["alice": "wonderland"], rest: RESTCredentials(secrets: [restSecret]))),
+    CorePolicy(
+        credentials: CredentialStore(
+            realm: realm, passwords: ["alice": "looking glass", "bob": "builder"],
+            rest: RESTCredentials(secrets: [restSecret]))),
+    CorePolicy(
+        credentials: CredentialStore(
+            realm: realm, passwords: ["alice": "wonderland", "bob": "builder"],
+            rest: RESTCredentials(secrets: [newSecret]))),
+    CorePolicy(
+        credentials: CredentialStore(
+            realm: realm, passwords: ["alice": "wonderland", "bob": "builder"],
+            rest: RESTCredentials(secrets: [newSecret, restSecret]))),
 ]
 
 let relayV4 = IPAddress("198.51.100.1")!
@@ -188,6 +217,46 @@ final class FakeRelays: RelaySocketProvider {
     }
 }
 
+// MARK: - Fake fleet quota
+
+/// A fleet-wide quota held in memory: grants while the user's count is under the limit, or
+/// answers "unavailable" when told to. It answers after `reserve` returns, as the protocol
+/// requires: the verdict waits in `answered` until the harness collects it.
+final class FakeQuota: QuotaAuthority, @unchecked Sendable {
+    // @unchecked: touched only from the fuzzer's thread (libFuzzer runs inputs one at a time).
+    var counts: [String: Int] = [:]
+    /// 0: decide by the count; 1: unavailable, count locally; 2: unavailable, refuse.
+    var mode: UInt8 = 0
+    var answered: [(done: @Sendable (QuotaVerdict) -> Void, verdict: QuotaVerdict)] = []
+
+    func reserve(username: String, limit: Int, _ done: @escaping @Sendable (QuotaVerdict) -> Void) {
+        let n = counts[username, default: 0]
+        let verdict: QuotaVerdict
+        switch mode {
+        case 1: verdict = .unavailable(countLocally: true)
+        case 2: verdict = .unavailable(countLocally: false)
+        default: verdict = n < limit ? .granted : .refused
+        }
+        if verdict == .granted || verdict == .unavailable(countLocally: true) { counts[username] = n + 1 }
+        answered.append((done, verdict))
+    }
+
+    func release(username: String) {
+        let n = counts[username, default: 0] - 1
+        invariant(n >= 0, "the fleet quota gave back an allocation \(username) did not hold")
+        counts[username] = n
+    }
+
+    /// Whether `v` counted an allocation (and so must come back through `release`).
+    static func counts(_ v: QuotaVerdict) -> Bool { v == .granted || v == .unavailable(countLocally: true) }
+}
+
+/// Collects the verdict the fake authority gave (delivered after `reserve` returned).
+final class VerdictBox: @unchecked Sendable {
+    // @unchecked: written and read on the fuzzer's thread only.
+    var verdict: QuotaVerdict?
+}
+
 // MARK: - One run
 
 /// Appends an attribute of raw `bytes`.
@@ -233,8 +302,17 @@ final class World {
     var live = 0
     var counters: CoreCounters
     var nextConnectionID: UInt32 = 1
+    let quota: FakeQuota?
+    /// Allocates waiting for the fleet quota, by tuple: the request and the verdict, not yet
+    /// handed back to the core.
+    var waiting = [(request: Request, username: String, verdict: QuotaVerdict)?](repeating: nil, count: tuples.count)
+    var policy = policies[0]
+    /// Policies installed since the last sweep: the core applies a reload lazily (on its next
+    /// request, and to permissions already granted at its next sweep), so until then a peer
+    /// allowed by any of them may still be reached.
+    var recentPolicies = [policies[0]]
 
-    init(options: UInt8) {
+    init(options: UInt8, more: UInt8) {
         var c = CoreConfiguration()
         c.maxAllocations = 3
         c.maxAllocationsPerUser = 2
@@ -248,8 +326,16 @@ final class World {
         c.software = options & 32 != 0 ? "traverse" : nil
         c.alternateServers = options & 64 != 0 ? [TransportAddress("192.0.2.99:3478")!] : []
         c.passwordAlgorithms = options & 128 != 0 ? [.md5] : [.sha256, .md5]
+        c.unauthenticatedReasonPhrases = more & 2 != 0
+        c.challengeOverflowBytesPerSecond = more & 4 != 0 ? 0 : 1000
         configuration = c
         shared = SharedServerState(policy: policies[0])
+        quota = more & 1 != 0 ? FakeQuota() : nil
+        shared.fleet.setQuota(quota)
+        if more & 8 != 0 {
+            shared.fleet.setOverloaded(true)
+            shared.fleet.setAlternateChooser { ft in ft.transport == .udp ? TransportAddress("192.0.2.98:3478") : nil }
+        }
         core = TURNServerCore(configuration: c, shared: shared, relays: relays, nonceSecret: nonceSecret)
         relays.core = core
         counters = core.counters
@@ -283,9 +369,9 @@ final class World {
                     try w.append(.username, string: user.name)
                 }
                 try w.append(.realm, string: realm)
-                let nonce = auth == .forgedNonce ? "obMatJos2AAABforged0000000000000000000000000" : nonces[t] ?? ""
+                let nonce = auth == .forgedNonce ? "obMatJos2AAADAAAAAAAAAAAAAAA" : nonces[t] ?? ""
                 try w.append(.nonce, string: nonce)
-                var k = auth == .wrongPassword ? User(user.name, "wrong", isStatic: false).md5 : user.md5
+                var k = auth == .wrongPassword ? user.wrongMD5 : user.md5
                 if auth == .sha256 {
                     var list: [UInt8] = []
                     for a in configuration.passwordAlgorithms { list += [UInt8(a.number >> 8), UInt8(a.number & 0xFF), 0, 0] }
@@ -337,7 +423,7 @@ final class World {
     // MARK: Operations
 
     func step(_ i: inout FuzzInput) {
-        let operation = i.byte() % 22
+        let operation = i.byte() % 26
         trace("op \(operation) at \(milliseconds - startMilliseconds) ms")
         switch operation {
         case 0, 1: allocate(&i)
@@ -385,6 +471,11 @@ final class World {
         case 13: sweep()
         case 14:
             let t = Int(i.byte()) % tuples.count
+            if let w = waiting[t] {
+                // The client went away before the fleet's verdict (what the relay layer does).
+                core.cancelPendingAllocate(tuples[t], username: w.username, verdict: w.verdict)
+                waiting[t] = nil
+            }
             core.closeAllocation(on: tuples[t], reason: .connectionClosed, now: now)
         case 15:
             let t = Int(i.byte()) % tuples.count
@@ -393,7 +484,10 @@ final class World {
             let mode = i.byte() % 4
             relays.failWith = mode == 1 ? 508 : nil
             relays.noIPv6 = mode == 2
-        case 17: shared.replacePolicy(i.pick(policies))
+        case 17:
+            policy = i.pick(policies)
+            recentPolicies.append(policy)
+            shared.replacePolicy(policy)
         case 18:
             let peer = i.pick(peers)
             request(.connect, &i) { w throws(STUNEncodingError) in try w.append(.xorPeerAddress, address: peer) }
@@ -405,10 +499,65 @@ final class World {
             case 2: shared.setCapacityOverride(1)
             default: shared.setCapacityOverride(-1)
             }
-        default:
+        case 21:
             core.closeAll(reason: .shutdown, now: now)
+        case 22: resumeWaiting(&i)
+        case 23: sessions(&i)
+        case 24:
+            let server = i.pick([serverV4, serverV6])
+            let transport = i.pick([TransportProtocol.udp, .tcp, .tls])
+            core.closeAllocations(servedAt: server, transport: transport, reason: .takenOver, now: now)
+            for slot in 0...max(0, relays.highestSlot) {
+                guard let a = core.allocation(inSlot: slot) else { continue }
+                invariant(
+                    a.fiveTuple.server != server || a.fiveTuple.transport != transport,
+                    "an allocation of a listener handed over survived")
+            }
+        default:
+            if let quota { quota.mode = i.byte() % 3 }
         }
         checkInvariants()
+    }
+
+    /// The fleet's verdict for a waiting Allocate arrives: the request is handled again with it.
+    func resumeWaiting(_ i: inout FuzzInput) {
+        let t = Int(i.byte()) % tuples.count
+        guard let w = waiting[t] else { return }
+        waiting[t] = nil
+        w.request.bytes.withUnsafeBytes { raw in
+            let view = try! STUNMessageView(validating: raw)
+            let outcome = core.resumeAllocate(
+                view, from: tuples[t], username: w.username, verdict: w.verdict, now: now, response: responseBuffer)
+            trace("  resumed Allocate on tuple \(t) with \(w.verdict): \(outcome)")
+            handle(outcome, to: view, raw: raw, request: w.request, tuple: t)
+        }
+    }
+
+    /// The sessions API: the list matches the allocations; ending some ends exactly those.
+    func sessions(_ i: inout FuzzInput) {
+        let list = core.sessions(now: now)
+        invariant(list.count == core.allocationCount, "\(list.count) sessions for \(core.allocationCount) allocations")
+        invariant(Set(list.map(\.id)).count == list.count, "two sessions with one id")
+        for s in list {
+            let a = core.slot(for: s.fiveTuple).flatMap { core.allocation(inSlot: $0) }
+            invariant(a?.id == s.id && a?.username == s.username, "session \(s.id) is not its allocation")
+        }
+        let before = core.allocationCount
+        let ended: Int
+        let expected: Int
+        switch i.byte() % 3 {
+        case 0:
+            let id = list.isEmpty ? 42 : list[Int(i.byte()) % list.count].id
+            expected = list.filter { $0.id == id }.count
+            ended = core.endSessions(.id(id), now: now)
+        case 1:
+            let name = i.pick(users).name
+            expected = list.filter { $0.username == name }.count
+            ended = core.endSessions(.users({ $0 == name }), now: now)
+        default:
+            return
+        }
+        invariant(ended == expected && core.allocationCount == before - ended, "ended \(ended) sessions of \(expected)")
     }
 
     func allocate(_ i: inout FuzzInput) {
@@ -580,11 +729,20 @@ final class World {
 
     func sweep() {
         core.sweep(now: now)
+        recentPolicies = [policy]
         for slot in 0...max(0, relays.highestSlot) {
             guard let a = core.allocation(inSlot: slot) else { continue }
             invariant(a.expiry > milliseconds, "an expired allocation survived a sweep")
             invariant(!a.permissions.contains { $0.expiry <= milliseconds }, "an expired permission survived a sweep")
             invariant(!a.channels.contains { $0.expiry <= milliseconds }, "an expired channel survived a sweep")
+            // Removal revokes (Revocation.swift): a static user's allocation ends at the sweep
+            // after its key stops being derivable, a REST user's once its username expires.
+            if let t = tuples.firstIndex(of: a.fiveTuple), let key = allocationKeys[t] {
+                let expiry = RESTCredentials(secrets: []).expiry(of: a.username)
+                invariant(
+                    policy.credentials.derives(key, for: a.username) || (expiry.map { $0 >= now.unixSeconds } ?? false),
+                    "\(a.username)'s allocation survived the removal of its credential")
+            }
         }
     }
 
@@ -592,23 +750,65 @@ final class World {
 
     func deliver(_ r: Request, on t: Int) {
         r.bytes.withUnsafeBytes { raw in
-            guard let view = try? STUNMessageView(validating: raw) else { return }
+            let view: STUNMessageView
+            do throws(STUNParseError) {
+                view = try STUNMessageView(validating: raw)
+            } catch {
+                malformed(raw, error, tuple: t)
+                return
+            }
             let outcome = core.handleSTUN(view, from: tuples[t], now: now, response: responseBuffer)
             trace("  \(view.type) from tuple \(t): \(outcome)")
-            switch outcome {
-            case .reply(let length):
-                checkReply(length, to: view, key: r.key, tuple: t)
-            case .relay(let handle, let peer, let payload):
-                invariant(view.type == STUNMessageType(method: .send, class: .indication), "relayed a \(view.type)")
-                let base = UnsafeRawPointer(raw.baseAddress!)
-                invariant(
-                    payload.count == 0
-                        || (payload.baseAddress! >= base && payload.baseAddress! + payload.count <= base + raw.count),
-                    "relayed payload outside the request")
-                checkRelayed(handle: handle, peer: peer, tuple: t, channel: nil)
-            case .none:
-                break
+            handle(outcome, to: view, raw: raw, request: r, tuple: t)
+        }
+    }
+
+    /// A request the parser refused: at most a 400 that parses and names the request.
+    func malformed(_ raw: UnsafeRawBufferPointer, _ error: STUNParseError, tuple t: Int) {
+        let outcome = core.handleMalformed(raw, error, from: tuples[t], now: now, response: responseBuffer)
+        trace("  malformed (\(error)) from tuple \(t): \(outcome)")
+        switch outcome {
+        case .none: return
+        case .reply(let length):
+            let answer = UnsafeRawBufferPointer(rebasing: responseBuffer[0..<length])
+            guard let v = try? STUNMessageView(validating: answer) else {
+                fatalError("invariant broken: the answer to a malformed request does not parse: \(hexString(answer))")
             }
+            invariant(
+                v.errorCode == 400 && v.type.messageClass == .errorResponse
+                    && v.transactionID == STUNTransactionID(high: raw.be64(8), low: raw.be32(16)),
+                "answer to a malformed request: \(v.type) \(String(describing: v.errorCode))")
+        default:
+            fatalError("invariant broken: a malformed request gave \(outcome)")
+        }
+    }
+
+    func handle(
+        _ outcome: ClientMessageOutcome, to view: STUNMessageView, raw: UnsafeRawBufferPointer, request r: Request,
+        tuple t: Int
+    ) {
+        switch outcome {
+        case .reply(let length):
+            checkReply(length, to: view, key: r.key, tuple: t)
+        case .awaitQuota(let username, let limit):
+            guard let quota else { fatalError("invariant broken: awaitQuota without a fleet quota") }
+            invariant(view.type.method == .allocate && waiting[t] == nil, "awaitQuota for \(view.type)")
+            invariant(limit == configuration.maxAllocationsPerUser, "fleet quota limit \(limit)")
+            let box = VerdictBox()
+            quota.reserve(username: username, limit: limit) { box.verdict = $0 }
+            for (done, verdict) in quota.answered { done(verdict) }
+            quota.answered.removeAll()
+            waiting[t] = (r, username, box.verdict!)
+        case .relay(let handle, let peer, let payload):
+            invariant(view.type == STUNMessageType(method: .send, class: .indication), "relayed a \(view.type)")
+            let base = UnsafeRawPointer(raw.baseAddress!)
+            invariant(
+                payload.count == 0
+                    || (payload.baseAddress! >= base && payload.baseAddress! + payload.count <= base + raw.count),
+                "relayed payload outside the request")
+            checkRelayed(handle: handle, peer: peer, tuple: t, channel: nil)
+        case .none:
+            break
         }
     }
 
@@ -668,7 +868,7 @@ final class World {
         }
         let held = relays.open[handle]
         invariant(held?.slot == slot && held?.endpoint.address.family == peer.family, "relayed from a foreign relay")
-        invariant(core.shared.policy.peers.allows(peer.ip), "relayed to a peer the policy denies: \(peer)")
+        invariant(recentPolicies.contains { $0.peers.allows(peer.ip) }, "relayed to a peer the policy denies: \(peer)")
         invariant(a.hasPermission(peer.ip, now: milliseconds), "relayed without a permission")
         if let channel {
             invariant(a.peer(onChannel: channel, now: milliseconds) == peer, "relayed on an unbound channel")
@@ -701,18 +901,19 @@ final class World {
             perUser[a.username, default: 0] += 1
             invariant(
                 a.expiry <= t + UInt64(configuration.maxLifetime) * 1000, "allocation lifetime over the maximum")
-            let permissions = a.permissions.filter { $0.expiry > t }
+            var permissions = 0
+            for p in a.permissions where p.expiry > t { permissions += 1 }
             invariant(
-                permissions.count <= configuration.maxPermissionsPerAllocation,
-                "\(permissions.count) live permissions over the maximum")
-            let channels = a.channels.filter { $0.expiry > t }
-            invariant(
-                channels.count <= configuration.maxChannelsPerAllocation, "\(channels.count) live channels over the maximum")
-            for c in channels {
+                permissions <= configuration.maxPermissionsPerAllocation, "\(permissions) live permissions over the maximum")
+            var channels = 0
+            for c in a.channels where c.expiry > t {
+                channels += 1
                 invariant(channelRange.contains(c.number), "channel \(c.number) out of range")
-                invariant(
-                    channels.filter { $0.number == c.number || $0.peer == c.peer }.count == 1, "channel bound twice")
+                var same = 0
+                for d in a.channels where d.expiry > t && (d.number == c.number || d.peer == c.peer) { same += 1 }
+                invariant(same == 1, "channel \(c.number) bound twice")
             }
+            invariant(channels <= configuration.maxChannelsPerAllocation, "\(channels) live channels over the maximum")
         }
         invariant(found == count, "core reports \(count) allocations and holds \(found)")
         invariant(relays.open.count == relaysHeld, "\(relays.open.count) relays open for \(relaysHeld) held")
@@ -720,6 +921,14 @@ final class World {
             let n = perUser[u.name, default: 0]
             invariant(n <= configuration.maxAllocationsPerUser, "\(u.name) holds \(n) allocations")
             invariant(shared.allocationCount(username: u.name) == n, "\(u.name)'s quota count is off")
+            if let quota {
+                var outstanding = 0
+                for case let w? in waiting where w.username == u.name && FakeQuota.counts(w.verdict) { outstanding += 1 }
+                let fleet = quota.counts[u.name, default: 0]
+                invariant(
+                    fleet == n + outstanding,
+                    "fleet quota counts \(fleet) for \(u.name): \(n) allocations, \(outstanding) waiting")
+            }
         }
         for event in core.events {
             switch event {
@@ -730,27 +939,35 @@ final class World {
         core.events.removeAll()
         invariant(live == count, "events say \(live) allocations, core holds \(count)")
         let c = core.counters
-        for (now, before) in [
-            (c.drops, counters.drops), (c.authFailures, counters.authFailures), (c.requests, counters.requests),
-            (c.errorResponses, counters.errorResponses), (c.allocationsCreated, counters.allocationsCreated),
-            (c.relayedPacketsClientToPeer, counters.relayedPacketsClientToPeer),
-            (c.relayedBytesClientToPeer, counters.relayedBytesClientToPeer),
-            (c.relayedPacketsPeerToClient, counters.relayedPacketsPeerToClient),
-            (c.relayedBytesPeerToClient, counters.relayedBytesPeerToClient),
-        ] {
-            invariant(zip(now, before).allSatisfy { $0 >= $1 }, "a counter went down")
-        }
+        invariant(
+            notBelow(c.drops, counters.drops) && notBelow(c.authFailures, counters.authFailures)
+                && notBelow(c.requests, counters.requests) && notBelow(c.errorResponses, counters.errorResponses)
+                && notBelow(c.allocationsCreated, counters.allocationsCreated)
+                && notBelow(c.relayedPacketsClientToPeer, counters.relayedPacketsClientToPeer)
+                && notBelow(c.relayedBytesClientToPeer, counters.relayedBytesClientToPeer)
+                && notBelow(c.relayedPacketsPeerToClient, counters.relayedPacketsPeerToClient)
+                && notBelow(c.relayedBytesPeerToClient, counters.relayedBytesPeerToClient)
+                && c.overflowChallenges >= counters.overflowChallenges
+                && notBelow(c.quotaRefusals, counters.quotaRefusals) && notBelow(c.redirects, counters.redirects),
+            "a counter went down")
         counters = c
     }
 }
 
-/// Operations per input, so that one input cannot run for long.
-let maxOperations = 48
+/// Whether no element of `now` is below its counterpart in `before`.
+func notBelow(_ now: [UInt64], _ before: [UInt64]) -> Bool {
+    for i in now.indices where now[i] < before[i] { return false }
+    return now.count == before.count
+}
+
+/// Operations per input: enough for an allocation's whole life (allocate, permission, channel,
+/// data both ways, refresh, expiry), few enough to keep runs fast.
+let maxOperations = 24
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzTestOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     var input = FuzzInput(UnsafeRawBufferPointer(start: data, count: size))
-    let world = World(options: input.byte())
+    let world = World(options: input.byte(), more: input.byte())
     var n = 0
     while !input.isAtEnd && n < maxOperations {
         world.step(&input)
