@@ -59,11 +59,12 @@ interop: build
 	TRAVERSE_BIN="$(abspath $(TRAVERSE))" $(VENV)/bin/python -m pytest -q Tests/Interop
 
 # coturn's clients (turnutils_*), Debian's stun client, Prometheus (test_ops.py starts its own
-# on loopback), and a venv with aioice and pytest.
+# on loopback), redis-server (the fleet tests start their own), and a venv with aioice and pytest.
 # Installing coturn or prometheus may start its service: stop only a process the install started.
 interop-deps:
 	@before="$$(pgrep -x turnserver || true)"; \
 	before_prometheus="$$(pgrep -x prometheus || true)"; \
+	before_redis="$$(pgrep -f '^redis-server .*:6379' || true)"; \
 	extra=""; \
 	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || extra="python3-venv"; \
 	command -v $(PYTHON) >/dev/null || extra="python3 python3-venv"; \
@@ -79,6 +80,13 @@ interop-deps:
 	  if ! grep -qx "$$pid" <<<"$$before_prometheus"; then \
 	    echo "stopping the prometheus (pid $$pid) started by the prometheus package"; \
 	    systemctl stop prometheus 2>/dev/null || true; \
+	    kill "$$pid" 2>/dev/null || true; \
+	  fi; \
+	done; \
+	for pid in $$(pgrep -f '^redis-server .*:6379' || true); do \
+	  if ! grep -qx "$$pid" <<<"$$before_redis"; then \
+	    echo "stopping the redis-server (pid $$pid) started by the redis-server package (tests start their own)"; \
+	    systemctl stop redis-server 2>/dev/null || true; \
 	    kill "$$pid" 2>/dev/null || true; \
 	  fi; \
 	done

@@ -29,7 +29,8 @@
 # RAMP_DURATION [40], RAMP_LOSS [0.1], RAMP_GENERATORS [2] (for ramp2; RAMP2_START [40000] RAMP2_STEP [20000]), UCLIENT_N [5000] (at uclient's 20 ms pacing -n 5000 runs
 # ~100 s), LOADS ["paced blast200 blast1200 ramp uclient uclient-s"], SERVERS ["coturn traverse"],
 # PORT_COTURN [35700], PORT_TRAVERSE [35800], PEERPORT [35900], OUT [/tmp/bench-compare.PID],
-# SCRATCH [.build-bench] (SwiftPM scratch path), SKIP_BUILD [0].
+# SCRATCH [.build-bench] (SwiftPM scratch path), SKIP_BUILD [0]. SERVERS="traverse fleet" compares
+# Traverse with [fleet] on (a loopback redis-server, FLEET_REDIS_PORT [36379]) against off.
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
@@ -155,7 +156,8 @@ start_traverse() { # start_traverse ROUND
     rm -f "$OUT/announce.json"
     "$TRAVERSE" serve "${config_args[@]}" --listen "127.0.0.1:$SERVER_PORT" --user "$USER_NAME:$USER_PASS" \
         --allow-peer 127.0.0.0/8 --relay-ports 40000-49999 --log-level warning --admin-listen 127.0.0.1:0 \
-        --state-dir "$OUT/traverse-state" --announce-file "$OUT/announce.json" >"$OUT/traverse-$1.log" 2>&1 &
+        --state-dir "$OUT/traverse-state" --announce-file "$OUT/announce.json" ${TRAVERSE_EXTRA_ARGS:-} \
+        >"$OUT/traverse-$1.log" 2>&1 &
     SERVER_PID=$!
     STARTED+=("$SERVER_PID")
     local i
@@ -170,6 +172,21 @@ start_traverse() { # start_traverse ROUND
         SERVER_ERROR="Traverse exited before announcing its listeners (is its TURN server built yet?); its output: $(head -c 300 "$OUT/traverse-$1.log" | tr '\n' ' ')"
     fi
     return 1
+}
+
+# The same Traverse as a node of a one-node fleet: a redis-server on loopback (started once,
+# no persistence) and --redis. With SERVERS="traverse fleet" the table compares the data path
+# with the fleet on against off, in the same run.
+FLEET_REDIS_PORT=${FLEET_REDIS_PORT:-36379}
+start_fleet() { # start_fleet ROUND
+    if ! redis-cli -p "$FLEET_REDIS_PORT" PING >/dev/null 2>&1; then
+        redis-server --port "$FLEET_REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$OUT" \
+            >"$OUT/redis.log" 2>&1 &
+        STARTED+=($!)
+        sleep 0.5
+    fi
+    TRAVERSE_EXTRA_ARGS="--redis redis://127.0.0.1:$FLEET_REDIS_PORT --node-id bench" \
+        TRAVERSE_FLEET_SECRET=bench-fleet-secret-0123456789 start_traverse "$1"
 }
 
 # ---------------------------------------------------------------- loads
@@ -349,7 +366,7 @@ for round in $(seq "$ROUNDS"); do
 done
 
 # ---------------------------------------------------------------- summary
-python3 - "$RESULTS" <<'PY'
+python3 - "$RESULTS" $SERVERS <<'PY'
 import sys, statistics
 from collections import defaultdict
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
@@ -382,16 +399,18 @@ def med(server, load, metric):
 def show(v, digits):
     return "-" if v is None else f"{v:,.{digits}f}"
 print()
-print(f"{'load':<10} {'figure':<28} {'coturn':>14} {'traverse':>14} {'traverse/coturn':>16}  (medians)")
+# Columns: the first two servers of SERVERS (baseline, then the one compared with it).
+A, B = (sys.argv[2:4] + ["coturn", "traverse"])[:2] if len(sys.argv) > 3 else ("coturn", "traverse")
+print(f"{'load':<10} {'figure':<28} {A:>14} {B:>14} {B + '/' + A:>16}  (medians)")
 print("-" * 88)
 for load in loads:
     for metric, label, digits in metrics:
-        c, t = med("coturn", load, metric), med("traverse", load, metric)
+        c, t = med(A, load, metric), med(B, load, metric)
         if c is None and t is None:
             continue
         ratio = "-" if (c is None or t is None or c == 0) else f"{t / c:.2f}"
         print(f"{load:<10} {label:<28} {show(c, digits):>14} {show(t, digits):>14} {ratio:>16}")
-    for server in ("coturn", "traverse"):
+    for server in (A, B):
         if failed[(server, load)]:
             print(f"{load:<10} {server + ' FAILED runs':<28} {failed[(server, load)]:>14}")
 print()

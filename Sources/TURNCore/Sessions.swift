@@ -67,7 +67,8 @@ extension TURNServerCore {
         verdict = (fiveTuple, m.transactionID, v)
         verdictUsed = false
         defer { verdict = nil }
-        let outcome: ClientMessageOutcome = waiting == m.transactionID ? handleSTUN(m, from: fiveTuple, now: now, response: response) : .none
+        let outcome: ClientMessageOutcome =
+            waiting == m.transactionID ? handleSTUN(m, from: fiveTuple, now: now, response: response) : .none
         if !verdictUsed { giveBack(v, username: username) }
         return outcome
     }

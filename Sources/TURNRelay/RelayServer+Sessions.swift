@@ -4,13 +4,13 @@ public import TURNCore
 extension RelayServer {
     /// Every allocation on this server.
     public func sessions() -> [SessionInfo] {
-        shards.flatMap { shard in shard.queue.sync { shard.sessions() } }
+        shards.flatMap { shard in shard.onQueue { shard.sessions() } }
     }
 
     /// Ends the selected allocations on every shard; how many.
     @discardableResult
     public func endSessions(_ selector: SessionSelector) -> Int {
-        shards.reduce(0) { n, shard in n + shard.queue.sync { shard.endSessions(selector) } }
+        shards.reduce(0) { n, shard in n + shard.onQueue { shard.endSessions(selector) } }
     }
 }
 

@@ -8,11 +8,15 @@ import TURNCore
 /// Confined to the shard's queue, except the fleet's callback, which only enqueues on it.
 extension Shard {
     func askFleetQuota(_ request: UnsafeRawBufferPointer, _ fiveTuple: FiveTuple, username: String, limit: Int) {
-        guard let quota = core.shared.fleet.quota else { return }
+        guard let quota = core.shared.fleet.quota else {
+            // The fleet left between the decision and now: nothing was counted, nothing waits.
+            core.cancelPendingAllocate(fiveTuple, username: username, verdict: .unavailable(countLocally: false))
+            return
+        }
         let copy = Array(request)
         quota.reserve(username: username, limit: limit) { [weak self] verdict in
             guard let self else { return }
-            self.queue.async { self.resumeWithVerdict(copy, fiveTuple, username: username, verdict) }
+            self.post { self.resumeWithVerdict(copy, fiveTuple, username: username, verdict) }
         }
     }
 
@@ -38,7 +42,8 @@ extension Shard {
                     tx.flush()
                 }
             } else {
-                streamWriters[fiveTuple]?.write(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(buffer)[0..<length]))
+                streamWriters[fiveTuple]?.write(
+                    UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(buffer)[0..<length]))
             }
         }
         finishBatch()

@@ -40,6 +40,12 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
     let readyTokens: UnsafeMutablePointer<UInt64>
     static let pollBatch = 256
     static let listenerToken: UInt64 = 1 << 63
+    /// The doorbell's token: an eventfd in the poll set that other threads ring after putting
+    /// work on the queue (`post`), so that a shard lingering on its sockets returns to Dispatch
+    /// at once instead of after its linger budget.
+    static let doorbellToken: UInt64 = 1 << 62
+    let doorbell: Int32
+    var doorbellRang = false
 
     /// An epoll token: the socket and, for relay sockets, the allocation slot; listeners carry
     /// their index and the top bit.
@@ -119,6 +125,9 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
         self.poller = traverse_epoll_create()
         precondition(self.poller >= 0, "epoll_create1 failed")
         readyTokens = .allocate(capacity: Self.pollBatch)
+        doorbell = traverse_doorbell_create()
+        precondition(doorbell >= 0, "eventfd failed")
+        traverse_epoll_add(poller, doorbell, Self.doorbellToken)
         self.budget = budget
         self.dtls = dtls
         self.tlsContexts = tls
@@ -145,6 +154,19 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
         #if DEBUG
             dispatchPrecondition(condition: .onQueue(queue))
         #endif
+    }
+
+    /// Runs `work` on the shard's queue soon, waking the shard if it is lingering on its sockets.
+    /// For other threads (the fleet's verdicts, the operations layer).
+    func post(_ work: @escaping @Sendable () -> Void) {
+        queue.async(execute: work)
+        traverse_doorbell_ring(doorbell)
+    }
+
+    /// Runs `work` on the shard's queue and waits for its result, waking a lingering shard first.
+    func onQueue<T>(_ work: () -> T) -> T {
+        traverse_doorbell_ring(doorbell)
+        return queue.sync(execute: work)
     }
 
     @inline(__always) func now() -> CoreTime {
@@ -575,6 +597,11 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
                 n = Int(traverse_epoll_ready(poller, readyTokens, Int32(Self.pollBatch)))
                 continue
             }
+            if doorbellRang {
+                // Work was put on the queue from another thread: let it run now.
+                doorbellRang = false
+                return
+            }
             if lingerNs == 0 || Clock.monotonicMilliseconds() &- started >= budgetMs { return }
             n = Int(traverse_epoll_wait(poller, readyTokens, Int32(Self.pollBatch), lingerNs))
             if n <= 0 { return }
@@ -585,7 +612,10 @@ public final class Shard: @unchecked Sendable, RelaySocketProvider {
     @inline(__always) func serveReady(_ n: Int) {
         for i in 0..<n {
             let token = readyTokens[i]
-            if token & Self.listenerToken != 0 {
+            if token == Self.doorbellToken {
+                traverse_doorbell_clear(doorbell)
+                doorbellRang = true
+            } else if token & Self.listenerToken != 0 {
                 let index = Int(token & 0xFFFF_FFFF)
                 if index < listeners.count && listeners[index].fd >= 0 { drainListener(listeners[index]) }
             } else {

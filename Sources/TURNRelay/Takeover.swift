@@ -208,7 +208,11 @@ extension Shard {
                 let listener = streamListeners[i]
                 // The kernel queued these for this socket: serve them rather than reset them.
                 for _ in 0..<16 { acceptConnections(listener) }
-                listener.source.cancel()  // its cancel handler closes the descriptor
+                // Stop listening now (Linux unhashes a listener on shutdown), so that every
+                // connection from here on reaches the other instance; the source's cancel
+                // handler closes the descriptor later.
+                shutdown(listener.fd, Int32(SHUT_RD))
+                listener.source.cancel()
                 streamListeners.remove(at: i)
             }
         case .udp, .dtls:

@@ -1,5 +1,5 @@
-public import TURNCore
 import Synchronization
+public import TURNCore
 
 /// One ban made through the admin endpoint or `traverse ban`, on this node or (with a fleet) on
 /// any node. Stored in Redis as JSON under `traverse:bans`, field = the CIDR.

@@ -20,6 +20,8 @@ public struct BoardEntry: Sendable, Codable, Equatable {
     public var allocations: Int
     public var capacity: Int
     public var bitsPerSecond: Double
+    /// The rest of the node's `/load` report (absent in entries of older nodes).
+    public var details: LoadDetails?
     public var draining: Bool
     public var full: Bool
     /// Addresses clients are sent to, by transport ("udp", "tcp", "tls", "dtls").
@@ -30,15 +32,17 @@ public struct BoardEntry: Sendable, Codable, Equatable {
     public var updatedMilliseconds: Int64
 
     enum CodingKeys: String, CodingKey {
-        case node, load, allocations, capacity, draining, full, addresses, admin
+        case node, load, allocations, capacity, draining, full, addresses, admin, details
         case bitsPerSecond = "bits_per_second"
         case updatedMilliseconds = "updated_ms"
     }
 
     public init(
         node: String, load: Double, allocations: Int, capacity: Int, bitsPerSecond: Double, draining: Bool,
-        full: Bool, addresses: [String: [String]], admin: String?, updatedMilliseconds: Int64
+        full: Bool, addresses: [String: [String]], admin: String?, updatedMilliseconds: Int64,
+        details: LoadDetails? = nil
     ) {
+        self.details = details
         self.node = node
         self.load = load
         self.allocations = allocations
@@ -55,7 +59,7 @@ public struct BoardEntry: Sendable, Codable, Equatable {
     /// the families their syntax says. Foreign or damaged entries fail this and are counted.
     public var isValid: Bool {
         guard !node.isEmpty, node.utf8.count <= 128, load.isFinite, (0...10).contains(load), allocations >= 0,
-            capacity >= 0, bitsPerSecond.isFinite, bitsPerSecond >= 0
+            capacity >= 0, bitsPerSecond.isFinite, bitsPerSecond >= 0, details?.isValid ?? true
         else { return false }
         for (transport, list) in addresses {
             guard FleetTransport(rawValue: transport) != nil, list.count <= 16 else { return false }
@@ -70,6 +74,45 @@ public struct BoardEntry: Sendable, Codable, Equatable {
             if let a = TransportAddress(text), a.family == family { return a }
         }
         return nil
+    }
+}
+
+/// The `/load` figures a board entry carries beside its load score.
+public struct LoadDetails: Sendable, Codable, Equatable {
+    public var bitsPerSecondIn: Double
+    public var bitsPerSecondOut: Double
+    public var packetsPerSecondIn: Double
+    public var packetsPerSecondOut: Double
+    /// Process CPU, in cores.
+    public var cpu: Double
+    public var cores: Int
+    public var windowSeconds: Double
+
+    enum CodingKeys: String, CodingKey {
+        case cpu, cores
+        case bitsPerSecondIn = "bits_per_second_in"
+        case bitsPerSecondOut = "bits_per_second_out"
+        case packetsPerSecondIn = "packets_per_second_in"
+        case packetsPerSecondOut = "packets_per_second_out"
+        case windowSeconds = "window_seconds"
+    }
+
+    public init(
+        bitsPerSecondIn: Double, bitsPerSecondOut: Double, packetsPerSecondIn: Double, packetsPerSecondOut: Double,
+        cpu: Double, cores: Int, windowSeconds: Double
+    ) {
+        self.bitsPerSecondIn = bitsPerSecondIn
+        self.bitsPerSecondOut = bitsPerSecondOut
+        self.packetsPerSecondIn = packetsPerSecondIn
+        self.packetsPerSecondOut = packetsPerSecondOut
+        self.cpu = cpu
+        self.cores = cores
+        self.windowSeconds = windowSeconds
+    }
+
+    var isValid: Bool {
+        [bitsPerSecondIn, bitsPerSecondOut, packetsPerSecondIn, packetsPerSecondOut, cpu, windowSeconds]
+            .allSatisfy { $0.isFinite && $0 >= 0 } && (0...4096).contains(cores)
     }
 }
 

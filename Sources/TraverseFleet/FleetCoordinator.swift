@@ -138,8 +138,10 @@ public final class FleetCoordinator: @unchecked Sendable {
         e.updatedMilliseconds = FleetBoard.nowMilliseconds()
         guard let json = try? JSONEncoder().encode(e) else { return }
         let ttl = String(Int(configuration.publishIntervalSeconds * 3000))
-        let previous = try run([Array("SET".utf8), Array(Keys.node(configuration.nodeID).utf8), Array(json),
-            Array("PX".utf8), Array(ttl.utf8), Array("GET".utf8)])
+        let previous = try run([
+            Array("SET".utf8), Array(Keys.node(configuration.nodeID).utf8), Array(json),
+            Array("PX".utf8), Array(ttl.utf8), Array("GET".utf8),
+        ])
         if case .error(let reason) = previous { throw .reply(reason) }
         _ = try run(["ZADD", Keys.nodes, String(e.updatedMilliseconds), configuration.nodeID])
         if previous == .null, wasUp != nil {
@@ -210,6 +212,17 @@ public final class FleetCoordinator: @unchecked Sendable {
         try await onQueue { () throws(RedisError) in
             _ = try self.run([Array("HSET".utf8), Array(Keys.bans.utf8), Array(record.cidr.utf8), json])
             _ = try self.run(["PUBLISH", Keys.events, "ban\t\(record.cidr)"])
+        }
+    }
+
+    /// Writes the bans this node knows back to Redis (fleet queue), without replacing any Redis
+    /// has: after Redis lost its data (a restart without persistence), fleet bans survive as long
+    /// as one node is up. A ban removed meanwhile cannot come back: removing needs Redis.
+    public func republishBans() {
+        dispatchPrecondition(condition: .onQueue(queue))
+        for record in bans.all {
+            guard let json = try? JSONEncoder().encode(record) else { continue }
+            _ = try? run([Array("HSETNX".utf8), Array(Keys.bans.utf8), Array(record.cidr.utf8), Array(json)])
         }
     }
 

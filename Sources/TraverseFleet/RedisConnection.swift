@@ -262,7 +262,9 @@ public final class RedisConnection {
             for a in arguments {
                 let start = storage.baseAddress! + offset
                 if !a.isEmpty {
-                    a.withUnsafeBytes { UnsafeMutableRawPointer(start).copyMemory(from: $0.baseAddress!, byteCount: a.count) }
+                    a.withUnsafeBytes {
+                        UnsafeMutableRawPointer(start).copyMemory(from: $0.baseAddress!, byteCount: a.count)
+                    }
                 }
                 (start + a.count).pointee = 0
                 argv.append(UnsafePointer(start))

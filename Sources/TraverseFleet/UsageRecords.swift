@@ -7,7 +7,7 @@ public struct UsageRecord: Sendable, Equatable {
     public var userHash: String
     /// "udp", "tcp", "tls" or "dtls": the client's transport.
     public var transport: String
-    /// "ipv4", "ipv6" or "ipv4+ipv6": the relayed address families.
+    /// "ipv4" or "ipv6": the family of the client's address.
     public var family: String
     /// Wall-clock milliseconds.
     public var start: Int64

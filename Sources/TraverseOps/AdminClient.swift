@@ -62,7 +62,8 @@ public enum AdminClient {
         guard connect(fd, address) else { throw Failure(description: "cannot connect to \(address): errno \(errno)") }
 
         let payload = Array((body ?? "").utf8)
-        var head = "\(method) \(path) HTTP/1.1\r\nHost: \(address)\r\nConnection: close\r\nContent-Length: \(payload.count)\r\n"
+        var head =
+            "\(method) \(path) HTTP/1.1\r\nHost: \(address)\r\nConnection: close\r\nContent-Length: \(payload.count)\r\n"
         if body != nil { head += "Content-Type: application/json\r\n" }
         if let token { head += "Authorization: Bearer \(token)\r\n" }
         // State-changing requests must carry the admin header (`AdminRequestPolicy`).

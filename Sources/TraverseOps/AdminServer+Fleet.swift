@@ -10,7 +10,8 @@ import TraverseFleet
 /// goes through the same Host/Origin/header and token checks as the others (`guarded`). Without
 /// `[fleet]` they act on this node alone. Bodies are JSON through `Codable`.
 extension AdminServer {
-    typealias Guard = (@escaping @Sendable (HTTPRequest) async -> HTTPResponse) -> @Sendable (HTTPRequest) async throws
+    typealias Guard = (@escaping @Sendable (HTTPRequest) async -> HTTPResponse) ->
+        @Sendable (HTTPRequest) async throws
         -> HTTPResponse
 
     static func fleetRoutes(_ http: HTTPServer, operations ops: Operations, token: String?, guarded: Guard) async {
@@ -24,7 +25,9 @@ extension AdminServer {
                 do {
                     ban = try JSONDecoder().decode(BanRequest.self, from: body)
                 } catch {
-                    return json(.badRequest, "{\"error\": \"expected {\\\"cidr\\\": …, \\\"reason\\\": …, \\\"expires_in\\\": …}\"}\n")
+                    return json(
+                        .badRequest,
+                        "{\"error\": \"expected {\\\"cidr\\\": …, \\\"reason\\\": …, \\\"expires_in\\\": …}\"}\n")
                 }
                 guard let prefix = CIDR(ban.cidr) else {
                     return json(.badRequest, "{\"error\": \"cidr: not an address or prefix\"}\n")
@@ -232,8 +235,10 @@ struct SessionView: Codable {
                 id: String(s.id, radix: 16), node: node, user: s.username, transport: "\(s.fiveTuple.transport)",
                 family: families.count > 1 ? "ipv4+ipv6" : (families.first == .ipv6 ? "ipv6" : "ipv4"),
                 client: AddressRedaction.format(s.fiveTuple.client, full: full),
-                ageSeconds: Double(s.ageMilliseconds) / 1000, lifetimeLeftSeconds: Double(s.lifetimeLeftMilliseconds) / 1000,
-                permissions: s.permissions.count, channels: s.channels.count, bytesFromClient: s.traffic.bytesFromClient,
+                ageSeconds: Double(s.ageMilliseconds) / 1000,
+                lifetimeLeftSeconds: Double(s.lifetimeLeftMilliseconds) / 1000,
+                permissions: s.permissions.count, channels: s.channels.count,
+                bytesFromClient: s.traffic.bytesFromClient,
                 packetsFromClient: s.traffic.packetsFromClient, bytesToClient: s.traffic.bytesToClient,
                 packetsToClient: s.traffic.packetsToClient)
         }

@@ -39,7 +39,9 @@ struct FleetMetrics: Sendable {
     let quotaUnavailable: CoreMetrics.Counter
 
     init(factory: PrometheusMetricsFactory) {
-        func counter(_ name: String) -> CoreMetrics.Counter { CoreMetrics.Counter(label: name, dimensions: [], factory: factory) }
+        func counter(_ name: String) -> CoreMetrics.Counter {
+            CoreMetrics.Counter(label: name, dimensions: [], factory: factory)
+        }
         redisUp = CoreMetrics.Gauge(label: "traverse_fleet_redis_up", dimensions: [], factory: factory)
         boardNodes = CoreMetrics.Gauge(label: "traverse_fleet_board_nodes", dimensions: [], factory: factory)
         commands = counter("traverse_fleet_redis_commands_total")
@@ -64,7 +66,8 @@ struct FleetMetrics: Sendable {
         advance(commands, last.status.commands, now.status.commands)
         advance(failures, last.status.commandFailures, now.status.commandFailures)
         if now.status.latencyMicrosecondsSum > last.status.latencyMicrosecondsSum {
-            latencySum.increment(by: Double(now.status.latencyMicrosecondsSum - last.status.latencyMicrosecondsSum) / 1e6)
+            latencySum.increment(
+                by: Double(now.status.latencyMicrosecondsSum - last.status.latencyMicrosecondsSum) / 1e6)
         }
         advance(invalid, last.status.invalidEntries, now.status.invalidEntries)
         advance(reregistrations, last.status.reregistrations, now.status.reregistrations)

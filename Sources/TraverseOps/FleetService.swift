@@ -45,7 +45,11 @@ public final class FleetService: Sendable {
                 node: node, load: report.load, allocations: report.allocations, capacity: report.capacity,
                 bitsPerSecond: report.bitsPerSecondIn + report.bitsPerSecondOut, draining: report.draining,
                 full: report.allocations >= report.capacity, addresses: advertised, admin: adminText,
-                updatedMilliseconds: 0)
+                updatedMilliseconds: 0,
+                details: LoadDetails(
+                    bitsPerSecondIn: report.bitsPerSecondIn, bitsPerSecondOut: report.bitsPerSecondOut,
+                    packetsPerSecondIn: report.packetsPerSecondIn, packetsPerSecondOut: report.packetsPerSecondOut,
+                    cpu: report.cpu, cores: report.cores, windowSeconds: report.windowSeconds))
         }
         quota = FleetQuota(coordinator: coordinator)
     }
@@ -68,7 +72,10 @@ public final class FleetService: Sendable {
         // Fleet bans live in the server's ban book (`server.bans`), which the coordinator keeps
         // in step with Redis; the server applies every change to its policy.
         let quota = self.quota
-        coordinator.onReregister = { connection in quota.republish(connection) }
+        coordinator.onReregister = { [coordinator] connection in
+            quota.republish(connection)
+            coordinator.republishBans()
+        }
         coordinator.onEvent = { [server] event in
             switch event {
             case .kill(let node, let id) where node == "*" || node == self.coordinator.configuration.nodeID:

@@ -1,8 +1,8 @@
 public import Logging
 public import STUNCodec
+import Synchronization
 public import TURNCore
 public import TURNRelay
-import Synchronization
 public import TraverseFleet
 
 /// A running Traverse server: the data path plus the state it shares, built from a

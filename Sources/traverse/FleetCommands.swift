@@ -12,25 +12,36 @@ struct AdminTarget: ParsableArguments {
     @Option(name: .long, help: "Bearer token (or TRAVERSE_ADMIN_TOKEN).")
     var token: String?
 
-    func call(_ command: String, _ method: String, _ path: String, body: String? = nil) -> AdminClient.Response {
-        let address: TransportAddress
+    /// The admin address (from `--admin` or the announce file) and the token (flag or
+    /// `TRAVERSE_ADMIN_TOKEN`); a one-line error (exit 2) when the address is unusable.
+    func resolve(_ command: String) -> (address: TransportAddress, token: String?) {
+        let token = self.token ?? environment()["TRAVERSE_ADMIN_TOKEN"]
         if let announceFile {
             guard let text = FileText.read(announceFile), let value = LoadReport.jsonField(text, "admin"),
                 let a = TransportAddress(value)
             else { failConfiguration("\(command): no admin address in \(announceFile)") }
-            address = a
-        } else {
-            guard let a = TransportAddress(admin ?? "127.0.0.1:9641") else {
-                failConfiguration("\(command): --admin: expected ADDRESS:PORT")
-            }
-            address = a
+            return (a, token)
         }
+        guard let a = TransportAddress(admin ?? "127.0.0.1:9641") else {
+            failConfiguration("\(command): --admin: expected ADDRESS:PORT")
+        }
+        return (a, token)
+    }
+
+    func call(_ command: String, _ method: String, _ path: String, body: String? = nil) -> AdminClient.Response {
+        let (address, token) = resolve(command)
         do {
-            return try AdminClient.request(
-                method, path, to: address, token: token ?? environment()["TRAVERSE_ADMIN_TOKEN"], body: body)
+            return try AdminClient.request(method, path, to: address, token: token, body: body)
         } catch {
             failConfiguration("\(command): \(error.description)")
         }
+    }
+
+    /// A state-changing call whose JSON answer is printed as it came (exit 1 on a non-2xx status).
+    func act(_ command: String, _ method: String, _ path: String, body: String? = nil) {
+        let r = call(command, method, path, body: body)
+        _ = json(command, r)
+        print(r.body, terminator: "")
     }
 
     /// The answer's JSON body, or a one-line error (exit 1) for a non-2xx status.
@@ -89,9 +100,7 @@ struct BanCommand: ParsableCommand {
         if let reason { body["reason"] = reason }
         if let expiresIn { body["expires_in"] = expiresIn }
         let data = (try? JSONSerialization.data(withJSONObject: body)) ?? Data()
-        let r = target.call("ban", "POST", "/bans", body: String(decoding: data, as: UTF8.self))
-        _ = target.json("ban", r)
-        print(r.body, terminator: "")
+        target.act("ban", "POST", "/bans", body: String(decoding: data, as: UTF8.self))
     }
 }
 
@@ -103,9 +112,7 @@ struct UnbanCommand: ParsableCommand {
     var cidr: String
 
     func run() throws {
-        let r = target.call("unban", "DELETE", "/bans/\(cidr)")
-        _ = target.json("unban", r)
-        print(r.body, terminator: "")
+        target.act("unban", "DELETE", "/bans/\(cidr)")
     }
 }
 
@@ -123,18 +130,10 @@ struct SessionsCommand: ParsableCommand {
     var json = false
 
     func run() throws {
-        if let end {
-            let r = target.call("sessions", "DELETE", "/sessions/\(end)")
-            _ = target.json("sessions", r)
-            print(r.body, terminator: "")
-            return
-        }
+        if let end { return target.act("sessions", "DELETE", "/sessions/\(end)") }
         if let endUser {
             let user = endUser.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? endUser
-            let r = target.call("sessions", "DELETE", "/sessions?user=\(user)")
-            _ = target.json("sessions", r)
-            print(r.body, terminator: "")
-            return
+            return target.act("sessions", "DELETE", "/sessions?user=\(user)")
         }
         let r = target.call("sessions", "GET", fleet ? "/sessions?fleet=1" : "/sessions")
         if json {

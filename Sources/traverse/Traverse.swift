@@ -104,7 +104,11 @@ struct ConfigurationOptions: ParsableArguments {
                 c.adminListen = a
             }
         }
-        if let adminToken { c.adminToken = adminToken.isEmpty ? nil : adminToken }
+        if let adminToken {
+            c.adminToken = adminToken.isEmpty ? nil : adminToken
+        } else if let token = environment()["TRAVERSE_ADMIN_TOKEN"], !token.isEmpty {
+            c.adminToken = token  // kept out of the process list (Kubernetes, systemd credentials)
+        }
         if let drainTimeout {
             guard (0...86_400).contains(drainTimeout) else {
                 throw ConfigurationError(key: "--drain-timeout", reason: "must be between 0 and 86400")
@@ -339,20 +343,14 @@ struct Top: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show allocations, throughput, load and top error codes of a running server, every second.")
 
-    @Option(name: .long, help: "Admin address ADDRESS:PORT (default 127.0.0.1:9641).")
-    var admin: String?
-    @Option(name: .long, help: "Read the admin address from a server's announce file instead.")
-    var announceFile: String?
-    @Option(name: .long, help: "Bearer token (or TRAVERSE_ADMIN_TOKEN).")
-    var token: String?
+    @OptionGroup var target: AdminTarget
     @Option(name: .long, help: "Seconds between frames.")
     var interval: Double = 1
     @Flag(name: .long, help: "Print one frame and exit.")
     var once = false
 
     func run() throws {
-        let address = resolveAddress()
-        let token = self.token ?? environment()["TRAVERSE_ADMIN_TOKEN"]
+        let (address, token) = target.resolve("top")
         var previous: [MetricSample]? = nil
         while true {
             let frame: String
@@ -380,19 +378,6 @@ struct Top: ParsableCommand {
             previous = metrics
             usleep(UInt32(max(0.1, interval) * 1_000_000))
         }
-    }
-
-    func resolveAddress() -> TransportAddress {
-        if let announceFile {
-            guard let text = FileText.read(announceFile), let value = LoadReport.jsonField(text, "admin"),
-                let a = TransportAddress(value)
-            else { failConfiguration("top: no admin address in \(announceFile)") }
-            return a
-        }
-        guard let a = TransportAddress(admin ?? "127.0.0.1:9641") else {
-            failConfiguration("top: --admin: expected ADDRESS:PORT")
-        }
-        return a
     }
 }
 

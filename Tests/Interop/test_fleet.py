@@ -39,8 +39,9 @@ def free_tcp_port() -> int:
 class Redis:
     """A redis-server on a free loopback port, no persistence; stopped by the fixture."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, password: str | None = None):
         self.workdir = workdir
+        self.password = password
         self.port = free_tcp_port()
         self.process: subprocess.Popen | None = None
         self.start()
@@ -48,7 +49,7 @@ class Redis:
     def start(self) -> None:
         self.process = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.workdir)],
+             "--dir", str(self.workdir), *(["--requirepass", self.password] if self.password else [])],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 5
         while True:
@@ -66,12 +67,13 @@ class Redis:
             self.process.wait()
 
     def cli(self, *args: str) -> str:
-        return subprocess.run(["redis-cli", "-p", str(self.port), *args], check=True, capture_output=True,
+        auth = ["--no-auth-warning", "-a", self.password] if self.password else []
+        return subprocess.run(["redis-cli", "-p", str(self.port), *auth, *args], check=True, capture_output=True,
                               text=True, timeout=5).stdout
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}"
+        return f"redis://{':' + self.password + '@' if self.password else ''}127.0.0.1:{self.port}"
 
 
 @pytest.fixture
@@ -401,3 +403,40 @@ def test_redis_dies_during_paced_calls_without_loss_and_comes_back(start_server,
     report = json.loads(report_path.read_text())
     assert report["sent"] > 0 and report["lost"] == 0 and report["authFailures"] == 0, report
     print(f"\nboard back {back:.2f}s after Redis restarted; paced run: sent {report['sent']}, lost {report['lost']}")
+
+
+def test_redis_password_is_used_and_a_wrong_one_is_a_down_redis(start_server, tmp_path):
+    r = Redis(tmp_path, password="s3cret-pass")
+    try:
+        a, b = start_fleet(start_server, tmp_path, r, nodes=("a", "b"))
+        assert set(board(a)) == {"a", "b"}
+        config = tmp_path / "wrong.toml"
+        config.write_text(f'[fleet]\nsecret = "{SECRET}"\npublish_interval = 0.5\n')
+        wrong = start_server(extra=["--config", str(config), "--redis", f"redis://:nope@127.0.0.1:{r.port}",
+                                    "--node-id", "w"])
+        time.sleep(1.5)
+        assert metric(wrong, "traverse_fleet_redis_up") == 0
+        assert "w" not in board(a)
+        assert "***" in wrong.log() and "nope" not in wrong.log()  # the password never reaches the log
+    finally:
+        r.stop()
+
+
+def test_refuse_mode_answers_508_while_redis_is_down_and_bans_survive_a_redis_restart(start_server, tmp_path, redis):
+    a, b = start_fleet(start_server, tmp_path, redis, nodes=("a", "b"), extra_config='on_redis_down = "refuse"\n')
+    status, _ = admin_call(a, "POST", "/bans", {"cidr": "127.0.0.77/32"})
+    assert status == 201
+    holder = sc.TurnClient(b.udp4, *USER)
+    assert holder.allocate().is_success
+    redis.stop()
+    wait_for(lambda: metric(b, "traverse_fleet_redis_up") == 0, 3, "b sees Redis down")
+    probe = sc.TurnClient(b.udp4, *USER)
+    r = probe.allocate()
+    assert r.is_error and r.error_code == 508, r  # the fleet quota cannot be checked: refused
+    assert holder.refresh(600).is_success  # live allocations go on
+    redis.start()  # empty
+    wait_for(lambda: "127.0.0.77/32" in redis.cli("HKEYS", "traverse:bans"), 5, "the ban written back")
+    assert any(x["cidr"] == "127.0.0.77/32" for x in admin_call(b, "GET", "/bans")[1]["bans"])
+    wait_for(lambda: metric(b, "traverse_fleet_redis_up") == 1, 5, "b sees Redis back")
+    again = sc.TurnClient(b.udp4, *USER)
+    assert again.allocate().is_success

@@ -39,6 +39,8 @@ enum Outcome {
     case reply(STUNMessage, [UInt8])
     case relay(handle: Int32, peer: TransportAddress, payload: [UInt8])
     case none
+    /// The Allocate waits for the fleet quota.
+    case awaitQuota(username: String, limit: Int)
 
     var message: STUNMessage? {
         if case .reply(let m, _) = self { return m }
@@ -127,6 +129,8 @@ final class Harness {
                     return .relay(handle: handle, peer: peer, payload: Array(payload))
                 case .none:
                     return .none
+                case .awaitQuota(let username, let limit):
+                    return .awaitQuota(username: username, limit: limit)
                 }
             }
         }

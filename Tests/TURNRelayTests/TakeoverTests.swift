@@ -25,6 +25,9 @@ func foreignListener(_ address: TransportAddress, tcp: Bool) -> Int32 {
     }
     #expect(rc == 0, "bind errno \(errno)")
     if tcp { listen(fd, 16) }
+    // Never block a test forever (accept and recv honour SO_RCVTIMEO).
+    var tv = timeval(tv_sec: 3, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
     return fd
 }
 

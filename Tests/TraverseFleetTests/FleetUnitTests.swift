@@ -14,7 +14,9 @@ import TraverseFleet
         let v6 = RedisEndpoint(url: "redis://[::1]:7000")
         #expect(v6?.host == "::1" && v6?.port == 7000)
         #expect(RedisEndpoint(url: "redis://localhost")?.port == 6379)
-        for bad in ["http://x:1", "redis://", "redis://h:0", "redis://h:70000", "redis://h:1/99", "redis://[::1", "redis://h:x"] {
+        for bad in [
+            "http://x:1", "redis://", "redis://h:0", "redis://h:70000", "redis://h:1/99", "redis://[::1", "redis://h:x",
+        ] {
             #expect(RedisEndpoint(url: bad) == nil, "\(bad)")
         }
     }
@@ -34,7 +36,9 @@ import TraverseFleet
     func entry(_ node: String, load: Double, draining: Bool = false, full: Bool = false, age: Int64 = 0) -> BoardEntry {
         BoardEntry(
             node: node, load: load, allocations: 1, capacity: 100, bitsPerSecond: 0, draining: draining, full: full,
-            addresses: ["udp": ["192.0.2.\(node.utf8.last! % 200):3478", "[2001:db8::1]:3478"], "tls": ["192.0.2.9:443"]],
+            addresses: [
+                "udp": ["192.0.2.\(node.utf8.last! % 200):3478", "[2001:db8::1]:3478"], "tls": ["192.0.2.9:443"],
+            ],
             admin: nil, updatedMilliseconds: 1_000_000 - age)
     }
 
@@ -84,7 +88,9 @@ import TraverseFleet
 
     @Test("Fleet events round-trip; junk is refused")
     func events() {
-        for e: FleetEvent in [.ban("203.0.113.7/32"), .unban("::1/128"), .kill(node: "n1", id: "42"), .killUser(userHash: "ab")] {
+        for e: FleetEvent in [
+            .ban("203.0.113.7/32"), .unban("::1/128"), .kill(node: "n1", id: "42"), .killUser(userHash: "ab"),
+        ] {
             #expect(FleetEvent(wire: e.wire) == e)
         }
         #expect(FleetEvent(wire: "ban") == nil)

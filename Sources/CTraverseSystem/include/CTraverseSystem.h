@@ -75,6 +75,15 @@ int traverse_epoll_remove(int epfd, int fd);
 /// Ready tokens without waiting: fills up to `max` (at most 256) and returns how many.
 int traverse_epoll_ready(int epfd, uint64_t *tokens, int max);
 
+/// An eventfd (non-blocking, close-on-exec) used as a doorbell in an epoll set; -1 on failure.
+int traverse_doorbell_create(void);
+
+/// Makes the doorbell readable (wakes an epoll wait on a set that holds it).
+void traverse_doorbell_ring(int fd);
+
+/// Makes the doorbell unreadable again.
+void traverse_doorbell_clear(int fd);
+
 /// Like traverse_epoll_ready, but sleeps up to `timeout_ns` for the first ready socket
 /// (epoll_pwait2). Returns 0 when none became ready in time, -1 with errno on failure.
 int traverse_epoll_wait(int epfd, uint64_t *tokens, int max, int64_t timeout_ns);
