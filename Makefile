@@ -35,7 +35,7 @@ fi
 endef
 
 .PHONY: deps build run test swift-test interop interop-deps deploy-check deploy-deps container-check \
-	bench bench-compare soak lint format clean distclean screenshots
+	bench bench-compare soak fuzz lint format clean distclean screenshots
 
 deps:
 	@$(call apt_install,$(BUILD_PACKAGES) $(RUN_PACKAGES))
@@ -132,6 +132,12 @@ bench-compare:
 SOAK_MINUTES ?= 30
 soak:
 	SOAK_MINUTES="$(SOAK_MINUTES)" Benchmarks/soak/soak.sh
+
+# libFuzzer targets (their own package, Fuzz/): builds them, then runs each for FUZZ_SECONDS from a
+# temporary copy of its seed corpus; fails on any crash, leak or timeout. See Fuzz/README.md.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	SWIFT="$(SWIFT)" FUZZ_SECONDS="$(FUZZ_SECONDS)" Fuzz/fuzz.sh
 
 lint:
 	$(SWIFT) format lint -r --configuration .swift-format Sources Tests

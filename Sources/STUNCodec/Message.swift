@@ -193,7 +193,6 @@ public struct STUNMessage: Hashable, Sendable {
 extension STUNAttribute {
     /// Decodes a value whose length was already validated by `STUNMessageView`.
     public init(type t: STUNAttributeType, value v: UnsafeRawBufferPointer, transactionID: STUNTransactionID) {
-        func text() -> String { String(decoding: v, as: UTF8.self) }
         func family(_ b: UInt8) -> AddressFamily? { AddressFamily(rawValue: b) }
         let bytes = Array(v)
         switch t {
@@ -215,24 +214,38 @@ extension STUNAttribute {
             case .xorPeerAddress: self = .xorPeerAddress(a)
             default: self = .xorRelayedAddress(a)
             }
-        case .username: self = .username(text())
+        case .username, .realm, .nonce, .software, .alternateDomain:
+            // Text that is not UTF-8 is kept as bytes: a repaired String would encode to other
+            // bytes (each bad byte becomes 3), possibly past the attribute's length limit.
+            guard let s = String(validating: v, as: UTF8.self) else {
+                self = .other(type: t.rawValue, value: bytes)
+                return
+            }
+            switch t {
+            case .username: self = .username(s)
+            case .realm: self = .realm(s)
+            case .nonce: self = .nonce(s)
+            case .software: self = .software(s)
+            default: self = .alternateDomain(s)
+            }
         case .userhash: self = .userhash(bytes)
-        case .realm: self = .realm(text())
-        case .nonce: self = .nonce(text())
-        case .software: self = .software(text())
-        case .alternateDomain: self = .alternateDomain(text())
         case .messageIntegrity: self = .messageIntegrity(bytes)
         case .messageIntegritySHA256: self = .messageIntegritySHA256(bytes)
         case .fingerprint: self = .fingerprint(v.be32(0))
-        case .errorCode:
-            self = .errorCode(
-                code: Int(v[2] & 7) * 100 + Int(v[3]),
-                reason: String(decoding: UnsafeRawBufferPointer(rebasing: v[4...]), as: UTF8.self))
-        case .addressErrorCode:
-            guard let f = family(v[0]) else { self = .other(type: t.rawValue, value: bytes); return }
-            self = .addressErrorCode(
-                family: f, code: Int(v[2] & 7) * 100 + Int(v[3]),
-                reason: String(decoding: UnsafeRawBufferPointer(rebasing: v[4...]), as: UTF8.self))
+        case .errorCode, .addressErrorCode:
+            // A Number above 99 (RFC 8489 §14.8 allows 0–99) has no code the writer could encode
+            // back, and a reason that is not UTF-8 is kept as bytes like other text.
+            let family = t == .addressErrorCode ? family(v[0]) : .ipv4
+            guard let family, v[3] < 100,
+                let reason = String(validating: UnsafeRawBufferPointer(rebasing: v[4...]), as: UTF8.self)
+            else {
+                self = .other(type: t.rawValue, value: bytes)
+                return
+            }
+            let code = Int(v[2] & 7) * 100 + Int(v[3])
+            self =
+                t == .errorCode
+                ? .errorCode(code: code, reason: reason) : .addressErrorCode(family: family, code: code, reason: reason)
         case .unknownAttributes:
             self = .unknownAttributes(stride(from: 0, to: v.count, by: 2).map { v.be16($0) })
         case .passwordAlgorithms:

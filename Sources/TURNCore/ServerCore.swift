@@ -585,15 +585,15 @@ public final class TURNServerCore {
         }
 
         // The fleet-wide quota, when there is a fleet: asked once, asynchronously; the request
-        // is handled again with the verdict (`resumeAllocate`).
-        var maxPerUser = configuration.maxAllocationsPerUser
+        // is handled again with the verdict (`resumeAllocate`). A grant still meets this node's
+        // count below: one that lands after allocations counted here while the fleet could not be
+        // asked (`unavailable(countLocally: true)`) must not take the user past the quota.
         var fleetCounted = false
         if shared.fleet.quota != nil {
             if let v = verdict, v.fiveTuple == fiveTuple, v.transactionID == m.transactionID {
                 verdictUsed = true
                 switch v.verdict {
                 case .granted:
-                    maxPerUser = Int.max
                     fleetCounted = true
                 case .refused:
                     counters.quotaRefusals[1] &+= 1
@@ -612,7 +612,8 @@ public final class TURNServerCore {
             }
         }
         if let code = shared.reserve(
-            username: auth.username, maxTotal: configuration.maxAllocations, maxPerUser: maxPerUser)
+            username: auth.username, maxTotal: configuration.maxAllocations,
+            maxPerUser: configuration.maxAllocationsPerUser)
         {
             // Counted fleet-wide but not made here: give the count back.
             if fleetCounted { shared.fleet.quota?.release(username: auth.username) }
@@ -814,6 +815,12 @@ public final class TURNServerCore {
         }
         let isNew = !live.contains { $0.number == number }
         if isNew && live.count >= configuration.maxChannelsPerAllocation {
+            return reply(m, auth, now, out, slot: slot, error: (508, "Insufficient Capacity"))
+        }
+        // The permission the binding installs counts against the allocation's permissions.
+        if !a.hasPermission(peer.ip, now: now.milliseconds),
+            a.permissions.filter({ $0.expiry > now.milliseconds }).count >= configuration.maxPermissionsPerAllocation
+        {
             return reply(m, auth, now, out, slot: slot, error: (508, "Insufficient Capacity"))
         }
         let expiry = now.milliseconds + UInt64(configuration.channelLifetime) * 1000

@@ -152,6 +152,10 @@ public final class SharedServerState: Sendable {
     /// Allocations on the whole server now.
     public var allocationCount: Int { total.load(ordering: .relaxed) }
 
+    /// Allocations `username` holds on the whole server now, as counted against its quota
+    /// (`CoreConfiguration.maxAllocationsPerUser`).
+    public func allocationCount(username: String) -> Int { perUser.withLock { $0[username, default: 0] } }
+
     /// Tries to take one allocation slot for `username`; returns the error code on refusal.
     func reserve(username: String, maxTotal: Int, maxPerUser: Int) -> Int? {
         let override = capacityOverride.load(ordering: .relaxed)

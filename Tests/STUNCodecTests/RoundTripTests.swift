@@ -121,6 +121,27 @@ struct RoundTripTests {
         #expect(kinds.contains { !STUNAttributeType($0).isKnown })
     }
 
+    /// Found by fuzz-stun (Fuzz/corpus/fuzz-stun/crash-*): values the model has no faithful case for
+    /// stay raw bytes, so that every parsed message encodes back to what it was.
+    @Test("ERROR-CODE numbers above 99 and text that is not UTF-8 stay raw bytes and encode back")
+    func undecodableValues() throws {
+        let errorCode = STUNAttributeType.errorCode.rawValue
+        let message = STUNMessage(
+            type: STUNMessageType(method: .allocate, class: .errorResponse),
+            transactionID: STUNTransactionID(high: 1, low: 2),
+            attributes: [
+                .other(type: errorCode, value: [0, 0, 0x4F, 0xDE] + Array("bad".utf8)),  // 7 and 222: "922"
+                .other(type: errorCode, value: [0, 0, 4, 1] + [UInt8](repeating: 0xFF, count: 300)),
+                .other(type: STUNAttributeType.username.rawValue, value: [UInt8](repeating: 0xFF, count: 200)),
+                .other(type: STUNAttributeType.realm.rawValue, value: Array("ex".utf8) + [0xC3]),
+                .username("alice"),
+            ])
+        let bytes = try message.encoded()
+        let parsed = try STUNMessage(parsing: bytes)
+        #expect(parsed == message)
+        #expect(try parsed.encoded() == bytes)
+    }
+
     @Test("plain messages", arguments: [UInt64(1), 2, 3, 4])
     func plain(seed: UInt64) throws {
         var gen = MessageGenerator(g: SeededGenerator(seed: seed))

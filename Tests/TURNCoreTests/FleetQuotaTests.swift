@@ -98,6 +98,26 @@ extension Harness {
         #expect(q.released.withLock { $0 }.isEmpty)
     }
 
+    /// Found by fuzz-core (Fuzz/corpus/fuzz-core/crash-fleet-grant-after-local-fallback).
+    @Test("A grant that lands after allocations counted locally still meets this node's quota")
+    func grantAfterLocalFallback() throws {
+        let (h, c, q) = setUp()
+        let waiting = allocateBytes(c)
+        _ = h.send(waiting, from: c.fiveTuple)  // granted by the fleet, the verdict still on its way
+        for address in ["203.0.113.5:40001", "203.0.113.5:40002"] {
+            let d = Client(h, address)
+            d.challenge()
+            let bytes = allocateBytes(d)
+            _ = h.send(bytes, from: d.fiveTuple)
+            let answer = h.resume(bytes, from: d.fiveTuple, username: "alice", .unavailable(countLocally: true))
+            #expect(answer.isSuccess)
+        }
+        let m = try #require(h.resume(waiting, from: c.fiveTuple, username: "alice", .granted).message)
+        #expect(m.errorCode == 486)
+        #expect(h.core.allocationCount == 2)
+        #expect(q.released.withLock { $0 } == ["alice"])  // the grant is given back
+    }
+
     @Test("A grant the second pass cannot use (node full, client gone) is given back")
     func givenBack() {
         let (h, c, q) = setUp()

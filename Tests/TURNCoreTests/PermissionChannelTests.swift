@@ -95,6 +95,15 @@ struct PermissionChannelTests {
         #expect(c.createPermission([peer("9.9.9.9:1")]).errorCode == 508)
     }
 
+    /// Found by fuzz-core (Fuzz/corpus/fuzz-core/crash-channel-bind-over-permission-quota).
+    @Test("The permission a ChannelBind installs counts against the permission quota")
+    func channelBindPermissionCapacity() {
+        let (_, c) = allocated { $0.maxPermissionsPerAllocation = 2 }
+        #expect(c.createPermission([peerA, peerB]).isSuccess)
+        #expect(c.channelBind(0x4000, peer("9.9.9.9:1")).errorCode == 508)
+        #expect(c.channelBind(0x4000, peerA).isSuccess)  // its permission exists: refreshed, not new
+    }
+
     static let deniedPeers = [
         "127.0.0.1:5000", "[::ffff:127.0.0.1]:5000", "0.0.0.0:5000", "[::]:5000", "[64:ff9b::7f00:1]:5000",
         "[2002:7f00:1::]:5000", "169.254.169.254:80", "10.1.2.3:5000", "[::1]:5000", "192.168.1.1:5000",
