@@ -1,5 +1,6 @@
 import Dispatch
 public import Logging
+import Synchronization
 public import STUNCodec
 public import TURNCore
 
@@ -29,6 +30,8 @@ public final class RelayServer: @unchecked Sendable {
     public let tls: TLSContextStore?
     let ports: PortPool
     let logger: Logger
+    /// Observers of allocation events (`observeAllocations`).
+    let observers = Mutex<[@Sendable (AllocationEvent) -> Void]>([])
     /// Every listening socket, for handing listeners over to another instance (`Takeover.swift`).
     let listenerRecord = ListenerRecord()
     /// UDP and DTLS addresses held by the instance being taken over, bound once it releases them.
@@ -200,8 +203,15 @@ public final class RelayServer: @unchecked Sendable {
     /// Relay ports still free for `family`.
     public func freeRelayPorts(_ family: AddressFamily) -> Int { ports.freeCount(family) }
 
-    /// Registers an observer of allocation events on every shard.
+    /// Adds an observer of allocation events on every shard (metrics, the fleet's usage
+    /// records, tests); every observer registered so far is called, in order, on the shard's
+    /// queue.
     public func observeAllocations(_ observer: @escaping @Sendable (AllocationEvent) -> Void) {
-        for shard in shards { shard.queue.sync { shard.eventObserver = observer } }
+        let all = observers.withLock { list in
+            list.append(observer)
+            return list
+        }
+        let fanOut: @Sendable (AllocationEvent) -> Void = { event in for o in all { o(event) } }
+        for shard in shards { shard.queue.sync { shard.eventObserver = fanOut } }
     }
 }

@@ -89,9 +89,7 @@ public final class FleetService: Sendable {
         let identity = coordinator.identity
         let nodeID = coordinator.configuration.nodeID
         let coordinator = self.coordinator
-        let operations = self.operations
         server.relay.observeAllocations { event in
-            operations.metrics.observe(event)
             guard case .ended(let ft, let username, let duration, let traffic, let reason) = event else { return }
             let end = FleetBoard.nowMilliseconds()
             coordinator.recordUsage(
