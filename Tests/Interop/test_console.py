@@ -39,9 +39,13 @@ LOAD_ARGS = ["--legacy-channel-numbers", "--user-quota", "1000"]
 
 @pytest.fixture
 def browser(tmp_path):
+    # A missing browser fails the tests rather than skipping them: `make interop-deps` installs both.
     if chromium_binary() is None:
-        pytest.skip("chromium is not installed (make interop-deps)")
-    pytest.importorskip("websocket", reason="websocket-client is not installed (make interop-deps)")
+        pytest.fail("chromium is not installed (make interop-deps)", pytrace=False)
+    try:
+        import websocket  # noqa: F401
+    except ImportError:
+        pytest.fail("websocket-client is not installed (make interop-deps)", pytrace=False)
     # The test servers' TLS certificates are self-signed.
     b = Chromium(tmp_path / "chromium", extra_args=["--ignore-certificate-errors"])
     yield b
