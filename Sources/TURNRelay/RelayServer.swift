@@ -1,7 +1,7 @@
 import Dispatch
 public import Logging
-import Synchronization
 public import STUNCodec
+import Synchronization
 public import TURNCore
 
 #if canImport(Glibc)
