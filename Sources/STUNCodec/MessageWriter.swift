@@ -80,6 +80,11 @@ public struct STUNMessageWriter {
         try appendCodedReason(.errorCode, prefix: 0, code: code, reason: reason)
     }
 
+    /// Appends ERROR-CODE with a typed code and its reason phrase.
+    public mutating func appendErrorCode(_ code: STUNErrorCode, reason: String) throws(STUNEncodingError) {
+        try appendCodedReason(.errorCode, prefix: 0, code: code.rawValue, reason: reason)
+    }
+
     /// Appends ADDRESS-ERROR-CODE (RFC 8656 §18.13): family, then code and reason.
     public mutating func appendAddressErrorCode(family: AddressFamily, _ code: Int, reason: String)
         throws(STUNEncodingError)

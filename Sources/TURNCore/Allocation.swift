@@ -75,7 +75,7 @@ public struct Allocation: Sendable {
     /// Whether answers on this allocation carry MESSAGE-INTEGRITY-SHA256 (else MESSAGE-INTEGRITY).
     var respondWithSHA256 = false
     /// 17 for a UDP relay, 6 for an RFC 6062 TCP relay.
-    public internal(set) var relayTransport: UInt8 = 17
+    public internal(set) var relayTransport: RelayTransport = .udp
     /// One relay, or two for a dual-stack allocation (RFC 8656 ADDITIONAL-ADDRESS-FAMILY).
     public internal(set) var relays: [RelayEndpoint]
     public internal(set) var expiry: UInt64

@@ -1,3 +1,5 @@
+import STUNCodec
+
 /// Why a datagram or message was dropped without an answer. Bounded: used as a metric label.
 public enum DropReason: Int, CaseIterable, Sendable {
     case malformedSTUN
@@ -112,8 +114,8 @@ public struct CoreCounters: Sendable {
 
     @inlinable public mutating func drop(_ reason: DropReason) { drops[reason.rawValue] &+= 1 }
 
-    mutating func countError(_ code: Int) {
-        if let i = countedErrorCodes.firstIndex(of: code) { errorResponses[i] &+= 1 }
+    mutating func countError(_ code: STUNErrorCode) {
+        if let i = countedErrorCodes.firstIndex(of: code.rawValue) { errorResponses[i] &+= 1 }
     }
 
     /// Adds another shard's counters to these.
@@ -144,5 +146,27 @@ public enum RedirectReason: Int, CaseIterable, Sendable {
         case .full: "full"
         case .load: "load"
         }
+    }
+}
+
+/// Counters indexed by an enum rather than by convention: one `UInt64` per case of `Key`, read
+/// and written through the case (`counts[.tls] &+= 1`); `values` is in case order, for exporters.
+public struct EnumCounters<Key: CaseIterable & RawRepresentable & Sendable>: Sendable, Equatable
+where Key.RawValue == Int {
+    /// One value per case, at the case's raw value.
+    public private(set) var values: [UInt64]
+
+    /// All zero.
+    public init() { values = [UInt64](repeating: 0, count: Key.allCases.count) }
+
+    /// The count of `key`.
+    public subscript(_ key: Key) -> UInt64 {
+        get { values[key.rawValue] }
+        set { values[key.rawValue] = newValue }
+    }
+
+    /// Adds another set of counts (another shard's) to these.
+    public mutating func add(_ other: Self) {
+        for i in values.indices { values[i] &+= other.values[i] }
     }
 }

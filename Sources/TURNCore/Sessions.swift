@@ -61,14 +61,15 @@ extension TURNServerCore {
     /// request failed for another reason on this pass) is given back.
     public func resumeAllocate(
         _ m: STUNMessageView, from fiveTuple: FiveTuple, username: String, verdict v: QuotaVerdict, now: CoreTime,
-        response: UnsafeMutableRawBufferPointer
+        response: UnsafeMutableRawBufferPointer, relays: any RelaySocketProvider
     ) -> ClientMessageOutcome {
         let waiting = pendingQuota.removeValue(forKey: fiveTuple)
         verdict = (fiveTuple, m.transactionID, v)
         verdictUsed = false
         defer { verdict = nil }
         let outcome: ClientMessageOutcome =
-            waiting == m.transactionID ? handleSTUN(m, from: fiveTuple, now: now, response: response) : .none
+            waiting == m.transactionID
+            ? handleSTUN(m, from: fiveTuple, now: now, response: response, relays: relays) : .none
         if !verdictUsed { giveBack(v, username: username) }
         return outcome
     }

@@ -218,8 +218,8 @@ public struct RelayRequest: Sendable, Hashable {
     public var dontFragment = false
     /// The shard-local slot the allocation will occupy (so the socket's events find it).
     public var slot: Int
-    /// 17 (UDP relay) or 6 (RFC 6062 TCP relay: a listening socket for peer connections).
-    public var transport: UInt8 = 17
+    /// A UDP relay socket, or an RFC 6062 TCP relay (a listening socket for peer connections).
+    public var transport: RelayTransport = .udp
 
     public init(family: AddressFamily, slot: Int) {
         self.family = family
@@ -231,20 +231,21 @@ public struct RelayRequest: Sendable, Hashable {
 public enum RelayOpenResult: Sendable {
     case opened(RelayEndpoint, reservationToken: UInt64?)
     /// No port or socket could be had (508), or the token is unknown/expired (508).
-    case failed(code: Int)
+    case failed(code: STUNErrorCode)
 }
 
-/// Opens and closes relay sockets for the core. Implemented by the I/O layer (real sockets)
-/// and by tests (fakes). Called on the shard's queue only.
+/// What a core call needs from the I/O layer at once, while it decides: a relay socket for an
+/// Allocate, an RFC 6062 connect or bind. Passed to each call that may need it and never kept by
+/// the core (closing a relay is an effect, `CoreEffect.closeRelay`). Implemented by the I/O layer
+/// (real sockets) and by tests (fakes); called on the shard's queue only.
 public protocol RelaySocketProvider: AnyObject {
     /// Binds a relay socket as asked.
     func openRelay(_ request: RelayRequest) -> RelayOpenResult
-    /// Closes a relay socket and returns its port to the pool.
-    func closeRelay(_ endpoint: RelayEndpoint)
     /// RFC 6062 Connect: starts a TCP connection from the relayed address to `peer`. Returns nil
     /// when started (the I/O layer answers later through `TURNServerCore.connectResult`), or an
     /// error code (446 when a connection to that peer exists or is being made).
-    func startConnect(slot: Int, relay: RelayEndpoint, peer: TransportAddress, transactionID: STUNTransactionID) -> Int?
+    func startConnect(slot: Int, relay: RelayEndpoint, peer: TransportAddress, transactionID: STUNTransactionID)
+        -> STUNErrorCode?
     /// RFC 6062 ConnectionBind: hands the peer data connection `id` (of an allocation owned by
     /// `username`) to the client data connection `dataConnection`. False when there is no such
     /// pending connection.
@@ -254,8 +255,8 @@ public protocol RelaySocketProvider: AnyObject {
 extension RelaySocketProvider {
     /// Providers without TCP relays refuse Connect.
     public func startConnect(slot: Int, relay: RelayEndpoint, peer: TransportAddress, transactionID: STUNTransactionID)
-        -> Int?
-    { 447 }
+        -> STUNErrorCode?
+    { .connectionTimeoutOrFailure }
 
     /// Providers without TCP relays have no connections to bind.
     public func bindConnection(id: UInt32, username: String, dataConnection: FiveTuple) -> Bool { false }

@@ -57,8 +57,9 @@ final class DTLSGate {
     static let plainCapacity = 65_536 + 64
 
     let limits: DTLSLimits
-    let sessionBudget: ConnectionBudget
-    let handshakeBudget: ConnectionBudget
+    /// Sessions and handshakes in progress, per source on this shard and server-wide.
+    private(set) var sessions: SourceAdmission
+    private(set) var handshakes: SourceAdmission
     var counters = DTLSCounters()
     /// Decrypted records of whichever session is being read (one at a time on the queue).
     let plain: UnsafeMutableRawPointer
@@ -67,13 +68,11 @@ final class DTLSGate {
     private var scratch: OpaquePointer?
     private var scratchContext: TLSContext?
     private let scratchAddress: OpaquePointer
-    private var sessionsPerSource: [IPAddress: Int] = [:]
-    private var handshakesPerSource: [IPAddress: Int] = [:]
 
     init(limits: DTLSLimits, sessionBudget: ConnectionBudget, handshakeBudget: ConnectionBudget) {
         self.limits = limits
-        self.sessionBudget = sessionBudget
-        self.handshakeBudget = handshakeBudget
+        sessions = SourceAdmission(maxPerSource: limits.maxSessionsPerSource, budget: sessionBudget)
+        handshakes = SourceAdmission(maxPerSource: limits.maxHandshakesPerSource, budget: handshakeBudget)
         plain = .allocate(byteCount: Self.plainCapacity, alignment: 16)
         output = .allocate(byteCount: 16_384, alignment: 16)
         scratchAddress = BIO_ADDR_new()
@@ -120,33 +119,24 @@ final class DTLSGate {
         }
         // The client proved its address: admit it within the caps, or forget it.
         let ip = client.ip
-        let sessions = sessionsPerSource[ip, default: 0]
-        let handshakes = handshakesPerSource[ip, default: 0]
-        guard sessions < limits.maxSessionsPerSource, handshakes < limits.maxHandshakesPerSource else {
+        guard sessions.hasRoom(ip), handshakes.hasRoom(ip), sessions.admit(ip) else { return refuse() }
+        guard handshakes.admit(ip) else {
+            sessions.release(ip)
             return refuse()
         }
-        guard sessionBudget.take() else { return refuse() }
-        guard handshakeBudget.take() else {
-            sessionBudget.give()
-            return refuse()
-        }
-        sessionsPerSource[ip] = sessions + 1
-        handshakesPerSource[ip] = handshakes + 1
         scratch = nil  // the session owns it now
         return .admit(ssl)
     }
 
     /// A session of `ip` finished its handshake: its handshake slot is free.
     func handshakeFinished(_ ip: IPAddress) {
-        handshakeBudget.give()
-        release(&handshakesPerSource, ip)
+        handshakes.release(ip)
     }
 
     /// A session of `ip` closed (`handshaking`: before its handshake finished).
     func sessionClosed(_ ip: IPAddress, handshaking: Bool) {
         if handshaking { handshakeFinished(ip) }
-        sessionBudget.give()
-        release(&sessionsPerSource, ip)
+        sessions.release(ip)
     }
 
     /// Moves what `ssl` has produced into `output`, growing it if a flight is larger; the length taken.
@@ -182,11 +172,6 @@ final class DTLSGate {
         if let scratch { SSL_free(scratch) }
         scratch = nil
         return .drop
-    }
-
-    private func release(_ table: inout [IPAddress: Int], _ ip: IPAddress) {
-        let n = table[ip, default: 1] - 1
-        table[ip] = n > 0 ? n : nil
     }
 
     /// The scratch session, made anew after a certificate reload or after it became a session.

@@ -70,7 +70,7 @@ final class DTLSSession: StreamWriter {
                 break
             }
             let message = UnsafeRawBufferPointer(start: plain, count: Int(n))
-            shard.handleClientMessage(message, fiveTuple, t) { bytes in self.write(bytes) }
+            shard.handleClientMessage(message, from: fiveTuple, t)
             // Relayed payloads point into `plain`: send them before the next record lands there.
             shard.tx.flush()
         }
@@ -149,7 +149,7 @@ extension Shard {
             let session = DTLSSession(ssl: ssl, fiveTuple: ft, fd: listener.fd, shard: self, now: t.milliseconds)
             dtlsSessions[ft] = session
             streamWriters[ft] = session
-            streamCounters.accepted[2] &+= 1
+            streamCounters.accepted[.dtls] &+= 1
             streamCounters.open += 1
             session.process(now: t)
         }
@@ -162,7 +162,7 @@ extension Shard {
         streamCounters.open -= 1
         closedSinceTrim &+= 1
         core.closeAllocation(on: session.fiveTuple, reason: .connectionClosed, now: now())
-        drainEvents()
+        drainEffects()
     }
 
     /// Sends DTLS records to `client`, whole records per datagram of at most `DTLSGate.mtu` bytes.

@@ -109,4 +109,9 @@ final class PortPool: Sendable {
             }
         }
     }
+
+    /// Ends every reservation and closes the sockets holding reserved ports (the server stops).
+    func releaseHeldSockets() {
+        expireReservations(now: .max)
+    }
 }

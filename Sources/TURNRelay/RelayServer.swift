@@ -17,7 +17,7 @@ public final class RelayServer: @unchecked Sendable {
     public let configuration: RelayConfiguration
     public let coreConfiguration: CoreConfiguration
     public let shared: SharedServerState
-    public private(set) var shards: [Shard] = []
+    private(set) var shards: [Shard] = []
     /// The UDP addresses actually bound (port 0 resolved).
     public private(set) var boundUDP: [TransportAddress] = []
     /// The TCP addresses actually bound.
@@ -60,6 +60,7 @@ public final class RelayServer: @unchecked Sendable {
         let dtlsSessions = ConnectionBudget(maxTotal: configuration.dtls.maxSessions)
         let dtlsHandshakes = ConnectionBudget(maxTotal: configuration.dtls.maxHandshakes)
         let registry = ConnectionRegistry()
+        let directory = ShardDirectory()
         // One nonce secret for all shards: a client's TCP data connections and retries may land
         // on another shard than the one that issued its nonce.
         let nonceSecret = nonceSecret ?? STUNDigest.randomBytes(32)
@@ -70,10 +71,9 @@ public final class RelayServer: @unchecked Sendable {
                     budget: budget,
                     dtls: DTLSGate(
                         limits: configuration.dtls, sessionBudget: dtlsSessions, handshakeBudget: dtlsHandshakes),
-                    tls: tls, registry: registry, nonceSecret: nonceSecret, logger: logger))
+                    tls: tls, registry: registry, directory: directory, nonceSecret: nonceSecret, logger: logger))
         }
-        let all = shards
-        for shard in shards { shard.sibling = { i in i < all.count ? all[i] : nil } }
+        directory.set(shards)
         for requested in configuration.listen {
             boundUDP.append(try bindDatagram(requested, dtls: false))
         }

@@ -34,17 +34,11 @@ extension Shard {
             }
             let buffer = tx.nextReplyBuffer
             let outcome = core.resumeAllocate(
-                view, from: fiveTuple, username: username, verdict: verdict, now: now(), response: buffer)
+                view, from: fiveTuple, username: username, verdict: verdict, now: now(), response: buffer,
+                relays: self)
             guard case .reply(let length) = outcome else { return }
-            if fiveTuple.transport == .udp {
-                if let fd = listenerFD(for: fiveTuple.server) {
-                    tx.enqueueReply(fd: fd, to: fiveTuple.client, length: length)
-                    tx.flush()
-                }
-            } else {
-                streamWriters[fiveTuple]?.write(
-                    UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(buffer)[0..<length]))
-            }
+            deliverReply(buffer, length, to: fiveTuple)
+            tx.flush()
         }
         finishBatch()
     }
@@ -59,7 +53,7 @@ extension Shard {
     func endSessions(_ selector: SessionSelector) -> Int {
         assertOnQueue()
         let n = core.endSessions(selector, now: now())
-        drainEvents()
+        drainEffects()
         return n
     }
 }

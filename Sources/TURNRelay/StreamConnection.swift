@@ -1,3 +1,9 @@
+// One TCP or TLS client connection: framing in place, a bounded output buffer, backpressure,
+// the TLS handshake, and the raw relay of an RFC 6062 data connection.
+//
+// Invariant: memory per connection is bounded (inbound buffer, `OutputBuffer` limits); a client
+// that does not read is paused above the high watermark and closed past the limit. Confined to
+// its shard's queue.
 import COpenSSL
 import CTraverseTLS
 import Dispatch
@@ -9,84 +15,6 @@ import TURNCore
 #if canImport(Glibc)
     import Glibc
 #endif
-
-/// Why a stream connection was closed. Bounded: used as a metric label.
-public enum StreamCloseReason: Int, CaseIterable, Sendable {
-    case peerClosed
-    case readError
-    case invalidFraming
-    case slowReader
-    case idle
-    case handshakeFailed
-    case shutdown
-    case refused
-    /// An RFC 6062 data connection whose TCP allocation ended.
-    case allocationEnded
-
-    public var label: String {
-        switch self {
-        case .peerClosed: "client_closed"
-        case .readError: "read_error"
-        case .invalidFraming: "invalid_framing"
-        case .slowReader: "slow_reader"
-        case .idle: "idle"
-        case .handshakeFailed: "handshake_failed"
-        case .shutdown: "shutdown"
-        case .refused: "refused"
-        case .allocationEnded: "allocation_ended"
-        }
-    }
-}
-
-/// Stream counters of one shard, summed when scraped.
-public struct StreamCounters: Sendable {
-    public var accepted: [UInt64] = [0, 0, 0]  // tcp, tls, dtls
-    public var closed = [UInt64](repeating: 0, count: StreamCloseReason.allCases.count)
-    public var handshakeFailures: UInt64 = 0
-    public var open: Int = 0
-
-    public init() {}
-
-    public mutating func add(_ o: StreamCounters) {
-        for i in accepted.indices { accepted[i] &+= o.accepted[i] }
-        for i in closed.indices { closed[i] &+= o.closed[i] }
-        handshakeFailures &+= o.handshakeFailures
-        open += o.open
-    }
-}
-
-/// Connection limits shared by all shards, so that an accept storm is bounded server-wide.
-final class ConnectionBudget: Sendable {
-    let maxTotal: Int
-    let total = Atomic<Int>(0)
-
-    init(maxTotal: Int) { self.maxTotal = maxTotal }
-
-    func take() -> Bool {
-        if total.add(1, ordering: .relaxed).newValue > maxTotal {
-            total.subtract(1, ordering: .relaxed)
-            return false
-        }
-        return true
-    }
-
-    func give() { total.subtract(1, ordering: .relaxed) }
-}
-
-/// Closes a descriptor once every Dispatch source watching it has been cancelled (closing it
-/// earlier could let a new socket reuse the number under a live source).
-final class DescriptorCloser {
-    let fd: Int32
-    var holders = 0
-    /// Set when the descriptor is handed to another owner instead of being closed.
-    var keepOpen = false
-    init(_ fd: Int32) { self.fd = fd }
-    func retain() { holders += 1 }
-    func release() {
-        holders -= 1
-        if holders == 0 && !keepOpen { close(fd) }
-    }
-}
 
 /// One TCP or TLS connection from a client (RFC 8656 §3.1): STUN messages and ChannelData framed
 /// on a byte stream. Reads are framed in place; answers and relayed data are queued in a bounded
@@ -109,8 +37,7 @@ final class StreamConnection: StreamWriter {
     var handshaking: Bool
     let inbound: UnsafeMutableRawPointer
     var inboundCount = 0
-    var outbound: [UInt8] = []
-    var outboundHead = 0
+    var outbound = OutputBuffer(limit: StreamConnection.outboundLimit, highWater: StreamConnection.highWater)
     var readPaused = false
     var closed = false
     var lastActivity: UInt64
@@ -118,7 +45,7 @@ final class StreamConnection: StreamWriter {
     var rawRelay = false
     var rawPeer: RawPeer?
     /// Client bytes that arrived before the peer connection was attached (bounded).
-    var rawPending: [UInt8] = []
+    var rawPending = OutputBuffer(limit: RawPeer.outboundLimit)
     /// The relayed address of the TCP allocation this data connection was bound to
     /// (ConnectionBind); it is closed when that allocation ends (`Shard.closeLinks`).
     var boundRelay: TransportAddress?
@@ -151,11 +78,12 @@ final class StreamConnection: StreamWriter {
         if let ssl { SSL_free(ssl) }
     }
 
-    var pendingOutput: Int { outbound.count - outboundHead }
+    var pendingOutput: Int { outbound.count }
 
     // MARK: Reading
 
     func onReadable() {
+        shard.assertOnQueue()
         if closed { return }
         lastActivity = Clock.monotonicMilliseconds()
         if handshaking {
@@ -204,6 +132,7 @@ final class StreamConnection: StreamWriter {
     }
 
     func processFrames() {
+        shard.assertOnQueue()
         let t = shard.now()
         let legacy = shard.core.configuration.legacyChannelNumbers
         var offset = 0
@@ -215,15 +144,8 @@ final class StreamConnection: StreamWriter {
             case .invalid:
                 close(.invalidFraming)
                 return
-            case .complete(let length, let kind):
-                let frame = UnsafeRawBufferPointer(rebasing: rest[0..<length])
-                if kind == .stun {
-                    shard.handleSTUN(frame, fiveTuple, t) { buffer, n in
-                        self.write(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
-                    }
-                } else {
-                    shard.relayChannelData(frame, from: fiveTuple, t, legacy: legacy)
-                }
+            case .complete(let length, _):
+                shard.handleClientMessage(UnsafeRawBufferPointer(rebasing: rest[0..<length]), from: fiveTuple, t)
                 offset += length
                 if rawRelay { break loop }  // a ConnectionBind succeeded: what follows is raw data
             }
@@ -253,8 +175,7 @@ final class StreamConnection: StreamWriter {
         rawPeer = peer
         if !initial.isEmpty { initial.withUnsafeBytes { write($0) } }
         if !rawPending.isEmpty {
-            let pending = rawPending
-            rawPending = []
+            let pending = rawPending.takeAll()
             pending.withUnsafeBytes { peer.write($0) }
         }
         peer.start()
@@ -266,11 +187,10 @@ final class StreamConnection: StreamWriter {
         if let rawPeer {
             rawPeer.write(bytes)
         } else {
-            if rawPending.count + bytes.count > RawPeer.outboundLimit {
+            if !rawPending.append(bytes) {
                 close(.slowReader)
                 return
             }
-            rawPending.append(contentsOf: bytes)
         }
         inboundCount = 0
     }
@@ -316,7 +236,7 @@ final class StreamConnection: StreamWriter {
 
     func write(_ bytes: UnsafeRawBufferPointer) {
         if closed || bytes.isEmpty { return }
-        if pendingOutput + bytes.count > Self.outboundLimit {
+        if !outbound.hasRoom(for: bytes.count) {
             close(.slowReader)
             return
         }
@@ -326,13 +246,9 @@ final class StreamConnection: StreamWriter {
             if written < 0 { return }
         }
         if written < bytes.count {
-            if outboundHead > 0 && outboundHead * 2 >= outbound.count {
-                outbound.removeFirst(outboundHead)
-                outboundHead = 0
-            }
-            outbound.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[written...]))
+            _ = outbound.append(UnsafeRawBufferPointer(rebasing: bytes[written...]))
             ensureWriter()
-            if pendingOutput > Self.highWater && !readPaused {
+            if outbound.isAboveHighWater && !readPaused {
                 readSource.suspend()
                 readPaused = true
             }
@@ -376,21 +292,19 @@ final class StreamConnection: StreamWriter {
             continueHandshake()
             if handshaking || closed { return }
         }
-        while pendingOutput > 0 {
-            let n = outbound.withUnsafeBytes { send(UnsafeRawBufferPointer(rebasing: $0[outboundHead...])) }
+        while !outbound.isEmpty {
+            let n = outbound.withPending { send($0) }
             if n <= 0 {
                 if n < 0 { return }
                 break
             }
-            outboundHead += n
+            outbound.consume(n)
         }
-        if pendingOutput == 0 {
-            outbound.removeAll(keepingCapacity: outbound.capacity <= 64 << 10)
-            outboundHead = 0
+        if outbound.isEmpty {
             writeSource?.cancel()
             writeSource = nil
         }
-        if readPaused && pendingOutput < Self.highWater / 2 {
+        if readPaused && outbound.isBelowLowWater {
             readPaused = false
             readSource.resume()
         }
@@ -415,103 +329,5 @@ final class StreamConnection: StreamWriter {
         rawPeer = nil
         if let boundRelay { shard.connectionRegistry.unbind(relay: boundRelay, dataConnection: fiveTuple) }
         shard.connectionClosed(self, reason: reason)
-    }
-}
-
-/// The peer side of an RFC 6062 data connection, on the client connection's shard.
-final class RawPeer {
-    static let outboundLimit = 1 << 20
-    let fd: Int32
-    weak var connection: StreamConnection?
-    let queue: DispatchQueue
-    let closer: DescriptorCloser
-    var readSource: (any DispatchSourceRead)?
-    var writeSource: (any DispatchSourceWrite)?
-    var outbound: [UInt8] = []
-    var closed = false
-    let chunk: UnsafeMutableRawPointer
-
-    init(fd: Int32, connection: StreamConnection) {
-        self.fd = fd
-        self.connection = connection
-        self.queue = connection.shard.queue
-        closer = DescriptorCloser(fd)
-        chunk = .allocate(byteCount: 16 << 10, alignment: 16)
-    }
-
-    deinit { chunk.deallocate() }
-
-    func start() {
-        let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
-        closer.retain()
-        let closer = self.closer
-        source.setCancelHandler { closer.release() }
-        source.setEventHandler { [weak self] in self?.onReadable() }
-        readSource = source
-        source.activate()
-    }
-
-    func onReadable() {
-        guard !closed, let connection else { return }
-        let n = recv(fd, chunk, 16 << 10, Int32(MSG_DONTWAIT))
-        if n > 0 {
-            connection.write(UnsafeRawBufferPointer(start: chunk, count: n))
-        } else if n == 0 || (errno != EAGAIN && errno != EINTR) {
-            connection.close(.peerClosed)
-        }
-    }
-
-    func write(_ bytes: UnsafeRawBufferPointer) {
-        guard !closed, !bytes.isEmpty, let connection else { return }
-        var sent = 0
-        if outbound.isEmpty {
-            let r = send(fd, bytes.baseAddress, bytes.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
-            if r < 0 && errno != EAGAIN && errno != EINTR {
-                connection.close(.readError)
-                return
-            }
-            sent = max(0, r)
-        }
-        if sent < bytes.count {
-            if outbound.count + bytes.count - sent > Self.outboundLimit {
-                connection.close(.slowReader)
-                return
-            }
-            outbound.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[sent...]))
-            if writeSource == nil {
-                let source = DispatchSource.makeWriteSource(fileDescriptor: fd, queue: queue)
-                closer.retain()
-                let closer = self.closer
-                source.setCancelHandler { closer.release() }
-                source.setEventHandler { [weak self] in self?.onWritable() }
-                writeSource = source
-                source.activate()
-            }
-        }
-    }
-
-    func onWritable() {
-        guard !closed, let connection else { return }
-        let r = outbound.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL)) }
-        if r > 0 { outbound.removeFirst(r) }
-        if r < 0 && errno != EAGAIN && errno != EINTR {
-            connection.close(.readError)
-            return
-        }
-        if outbound.isEmpty {
-            writeSource?.cancel()
-            writeSource = nil
-        }
-    }
-
-    func close() {
-        if closed { return }
-        closed = true
-        closer.retain()
-        writeSource?.cancel()
-        writeSource = nil
-        readSource?.cancel()
-        readSource = nil
-        closer.release()
     }
 }

@@ -95,7 +95,8 @@ final class PeerLink {
     var deadline: UInt64
     /// Made by a Connect request (as opposed to accepted from a peer).
     var outbound = false
-    var buffered: [UInt8] = []
+    /// What the peer sent before the ConnectionBind (reading pauses when full).
+    var buffered = OutputBuffer(limit: PeerLink.bufferLimit)
     var readSource: (any DispatchSourceRead)?
     var writeSource: (any DispatchSourceWrite)?
     let closer: DescriptorCloser
@@ -136,9 +137,7 @@ extension Shard {
         source.setEventHandler { [unowned self] in self.acceptPeerConnections(listenFD: fd, slot: slot) }
         source.setCancelHandler { close(fd) }
         source.activate()
-        relaySockets[fd] = RelaySocket(
-            source: source, endpoint: RelayEndpoint(handle: fd, address: address), slot: slot)
-        relaySlots[fd] = slot
+        relaySockets.insert(.init(source: source, endpoint: RelayEndpoint(handle: fd, address: address), slot: slot))
         return fd
     }
 
@@ -179,7 +178,8 @@ extension Shard {
 
     // MARK: Connect (RFC 6062 §5.2)
 
-    func beginConnect(slot: Int, relay: RelayEndpoint, peer: TransportAddress, transactionID: STUNTransactionID) -> Int?
+    func beginConnect(slot: Int, relay: RelayEndpoint, peer: TransportAddress, transactionID: STUNTransactionID)
+        -> STUNErrorCode?
     {
         assertOnQueue()
         // RFC 6062 §5.2: 446 when a Connect to this peer is in progress or its connection is
@@ -187,9 +187,9 @@ extension Shard {
         if connecting.contains(where: { $0.slot == slot && $0.peer == peer })
             || links.values.contains(where: { $0.slot == slot && $0.peer == peer && $0.outbound })
         {
-            return 446
+            return .connectionAlreadyExists
         }
-        guard let allocation = core.allocation(inSlot: slot) else { return 447 }
+        guard let allocation = core.allocation(inSlot: slot) else { return .connectionTimeoutOrFailure }
         // From the relayed address (RFC 6062 §5.2). When the peer already holds a connection to
         // that address from the same port (it connected to us first), the 4-tuple is taken:
         // connect from the relay IP with another port instead, which the peer's IP permission allows.
@@ -202,7 +202,7 @@ extension Shard {
                 try Sockets.bind(fd, source)
             } catch {
                 if fd >= 0 { close(fd) }
-                return 447
+                return .connectionTimeoutOrFailure
             }
             var storage = sockaddr_storage()
             let length = SocketAddress.write(peer, to: &storage)
@@ -214,9 +214,9 @@ extension Shard {
             close(fd)
             fd = -1
             logger.debug("tcp relay: connect failed", metadata: ["errno": "\(failure)", "slot": "\(slot)"])
-            if failure != EADDRNOTAVAIL { return 447 }
+            if failure != EADDRNOTAVAIL { return .connectionTimeoutOrFailure }
         }
-        if fd < 0 { return 447 }
+        if fd < 0 { return .connectionTimeoutOrFailure }
         let link = PeerLink(
             fd: fd, slot: slot, relay: relay.address, peer: peer, username: allocation.username,
             state: .connecting(transactionID), now: Clock.monotonicMilliseconds())
@@ -274,15 +274,15 @@ extension Shard {
         source.setCancelHandler { closer.release() }
         source.setEventHandler { [unowned self, weak link] in
             guard let link, link.readSource != nil else { return }
-            var chunk = [UInt8](repeating: 0, count: 16 << 10)
-            let room = min(chunk.count, PeerLink.bufferLimit - link.buffered.count)
+            let room = min(16 << 10, PeerLink.bufferLimit - link.buffered.count)
             if room <= 0 {
                 link.readSource?.suspend()
                 return
             }
-            let n = chunk.withUnsafeMutableBytes { recv(link.fd, $0.baseAddress, room, Int32(MSG_DONTWAIT)) }
+            let chunk = self.streamScratch
+            let n = recv(link.fd, chunk, room, Int32(MSG_DONTWAIT))
             if n > 0 {
-                link.buffered += chunk[0..<n]
+                _ = link.buffered.append(UnsafeRawBufferPointer(start: chunk, count: n))
             } else if n == 0 || (errno != EAGAIN && errno != EINTR) {
                 self.dropLink(link)
             }
@@ -304,7 +304,7 @@ extension Shard {
         guard let link = links.removeValue(forKey: id) else { return nil }
         if link.buffered.count >= PeerLink.bufferLimit { link.readSource?.resume() }
         link.stopWatching(keepOpen: true)
-        return (link.fd, link.buffered)
+        return (link.fd, link.buffered.takeAll())
     }
 
     /// Times out connects (447) and pending connections nobody bound (RFC 6062: 30 s).
@@ -330,7 +330,7 @@ extension Shard {
             link.stopWatching(keepOpen: false)
         }
         for bound in connectionRegistry.takeBound(relay: relay) {
-            guard let shard = sibling(bound.shard) else { continue }
+            guard let shard = directory.shard(bound.shard) else { continue }
             shard.queue.async {
                 guard let c = shard.streamWriters[bound.dataConnection] as? StreamConnection, c.boundRelay == relay
                 else { return }
@@ -344,7 +344,7 @@ extension Shard {
     func bindPeerConnection(id: UInt32, username: String, dataConnection: FiveTuple) -> Bool {
         guard let connection = streamWriters[dataConnection] as? StreamConnection,
             let entry = connectionRegistry.claim(id, username: username, dataConnection: dataConnection, home: index),
-            let shard = sibling(entry.shard)
+            let shard = directory.shard(entry.shard)
         else {
             logger.debug("tcp relay: connection bind refused", metadata: ["id": "\(id)"])
             return false

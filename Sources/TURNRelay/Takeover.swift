@@ -220,15 +220,15 @@ extension Shard {
             for i in listeners.indices
             where listeners[i].address == address && listeners[i].dtls == dtls && listeners[i].fd >= 0 {
                 let fd = listeners[i].fd
-                traverse_epoll_remove(poller, fd)
+                poll.remove(fd)
                 close(fd)
-                kernelDropsClosed += kernelDropsByFD.removeValue(forKey: fd) ?? 0
+                relaySockets.forgetKernelDrops(fd)
                 // The slot stays (epoll tokens are indices); -1 marks it closed.
                 listeners[i] = Listener(fd: -1, address: address, dtls: dtls)
             }
             core.closeAllocations(servedAt: address, transport: transport, reason: .takenOver, now: now())
             for session in Array(dtlsSessions.values) where session.fiveTuple.server == address { session.close() }
-            drainEvents()
+            drainEffects()
         }
     }
 }

@@ -96,8 +96,8 @@ public final class TraverseMetrics: Sendable {
     private let quotaRefusals: [CoreMetrics.Counter]
     private let redirects: [CoreMetrics.Counter]
     private let fleetMetrics: FleetMetrics
-    /// StreamCounters.accepted is indexed so.
-    static let streamTransports = ["tcp", "tls", "dtls"]
+    /// The labels of `StreamCounters.accepted`, in case order.
+    static let streamTransports = StreamTransport.allCases.map(\.label)
 
     static let families: [(AddressFamily, String)] = [(.ipv4, "ipv4"), (.ipv6, "ipv6")]
     static let paths = ["channel", "indication"]  // CoreCounters' relay arrays are indexed so.
@@ -226,8 +226,8 @@ public final class TraverseMetrics: Sendable {
                     by: Int64(clamping: now.overflowChallenges - last.counters.overflowChallenges))
             }
             last.counters = now
-            advance(connectionsAccepted, last.streams.accepted, snapshot.streams.accepted)
-            advance(connectionsClosed, last.streams.closed, snapshot.streams.closed)
+            advance(connectionsAccepted, last.streams.accepted.values, snapshot.streams.accepted.values)
+            advance(connectionsClosed, last.streams.closed.values, snapshot.streams.closed.values)
             if snapshot.streams.handshakeFailures > last.streams.handshakeFailures {
                 handshakeFailures.increment(
                     by: Int64(clamping: snapshot.streams.handshakeFailures - last.streams.handshakeFailures))

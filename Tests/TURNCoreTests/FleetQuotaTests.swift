@@ -22,7 +22,8 @@ extension Harness {
             var out = [UInt8](repeating: 0, count: 1500)
             return out.withUnsafeMutableBytes { buffer -> Outcome in
                 switch core.resumeAllocate(
-                    view, from: client, username: username, verdict: verdict, now: now, response: buffer)
+                    view, from: client, username: username, verdict: verdict, now: now, response: buffer,
+                    relays: relays)
                 {
                 case .reply(let n): return .reply(try! STUNMessage(parsing: Array(buffer[0..<n])), Array(buffer[0..<n]))
                 default: return .none

@@ -8,7 +8,12 @@ import Testing
 final class FakeRelays: RelaySocketProvider {
     var requests: [RelayRequest] = []
     var opened: [RelayEndpoint] = []
-    var closed: [RelayEndpoint] = []
+    /// The core under test (its effects say what it closed); the harness sets it.
+    weak var core: TURNServerCore?
+    /// Every relay the core closed so far (`CoreEffect.closeRelay`, never drained in these tests).
+    var closed: [RelayEndpoint] {
+        core?.effects.compactMap { if case .closeRelay(let e) = $0 { e } else { nil } } ?? []
+    }
     /// Families this fake can bind; others fail with 440 like the real I/O layer.
     var families: Set<AddressFamily> = [.ipv4, .ipv6]
     /// When set, every open fails with this code.
@@ -17,8 +22,8 @@ final class FakeRelays: RelaySocketProvider {
 
     func openRelay(_ request: RelayRequest) -> RelayOpenResult {
         requests.append(request)
-        if let failWith { return .failed(code: failWith) }
-        guard families.contains(request.family) else { return .failed(code: 440) }
+        if let failWith { return .failed(code: STUNErrorCode(rawValue: failWith)!) }
+        guard families.contains(request.family) else { return .failed(code: .addressFamilyNotSupported) }
         let n = counter
         counter += 1
         let ip = request.family == .ipv4 ? IPAddress("198.51.100.1")! : IPAddress("2001:db8::1")!
@@ -27,8 +32,6 @@ final class FakeRelays: RelaySocketProvider {
         opened.append(endpoint)
         return .opened(endpoint, reservationToken: request.reserveNextPort ? 0x0102_0304_0506_0708 : nil)
     }
-
-    func closeRelay(_ endpoint: RelayEndpoint) { closed.append(endpoint) }
 
     /// Endpoints opened and not yet closed.
     var open: [RelayEndpoint] { opened.filter { !closed.contains($0) } }
@@ -96,7 +99,8 @@ final class Harness {
             policy: CorePolicy(
                 credentials: CredentialStore(realm: realm, passwords: users, rest: rest), peers: peers,
                 bannedClients: banned))
-        core = TURNServerCore(configuration: c, shared: shared, relays: relays)
+        core = TURNServerCore(configuration: c, shared: shared)
+        relays.core = core
     }
 
     func advance(seconds: Double) {
@@ -116,7 +120,7 @@ final class Harness {
             }
             var out = [UInt8](repeating: 0, count: 1500)
             return out.withUnsafeMutableBytes { buffer -> Outcome in
-                switch core.handleSTUN(view, from: from, now: now, response: buffer) {
+                switch core.handleSTUN(view, from: from, now: now, response: buffer, relays: relays) {
                 case .reply(let length):
                     let bytes = Array(buffer[0..<length])
                     do {

@@ -14,8 +14,10 @@ final class FakeRelays: RelaySocketProvider, @unchecked Sendable {
         let address = TransportAddress(ip: .v4(0xC633_6401), port: UInt16(50_000 + next))
         return .opened(RelayEndpoint(handle: next, address: address), reservationToken: nil)
     }
-    func closeRelay(_ endpoint: RelayEndpoint) {}
 }
+
+/// The provider handed to every call (the core keeps none).
+nonisolated(unsafe) let fakeRelays = FakeRelays()
 
 let realm = "traverse"
 let now = CoreTime(milliseconds: 1_000_000, unixSeconds: 1_700_000_000)
@@ -32,14 +34,17 @@ func makeCore() -> TURNServerCore {
         policy: CorePolicy(
             credentials: CredentialStore(realm: realm, passwords: ["alice": "wonderland"]),
             peers: PeerPolicy(allowed: [CIDR("203.0.113.0/24")!])))
-    let core = TURNServerCore(configuration: CoreConfiguration(), shared: shared, relays: FakeRelays())
+    let core = TURNServerCore(configuration: CoreConfiguration(), shared: shared)
     var response = [UInt8](repeating: 0, count: 2048)
     func send(_ m: STUNMessage, signed: Bool) -> STUNMessage? {
         let bytes = try! m.encoded(key: signed ? key : nil, integrity: signed ? [.sha1] : [])
         return bytes.withUnsafeBytes { b in
             response.withUnsafeMutableBytes { out -> STUNMessage? in
                 let view = try! STUNMessageView(validating: b)
-                guard case .reply(let n) = core.handleSTUN(view, from: client, now: now, response: out) else {
+                guard
+                    case .reply(let n) = core.handleSTUN(
+                        view, from: client, now: now, response: out, relays: fakeRelays)
+                else {
                     return nil
                 }
                 return try? STUNMessage(parsing: Array(out[0..<n]))
@@ -131,7 +136,7 @@ let benchmarks: @Sendable () -> Void = {
                 for _ in benchmark.scaledIterations {
                     let view = try! STUNMessageView(validating: bytes)
                     if case .relay(let handle, let peer, let payload) = core.handleSTUN(
-                        view, from: client, now: now, response: out)
+                        view, from: client, now: now, response: out, relays: fakeRelays)
                     {
                         blackHole(handle)
                         blackHole(peer)

@@ -27,6 +27,9 @@
 //  - after a sweep nothing expired remains, and every allocation's key is still derivable from
 //    the credentials in force (or it is a REST user's, kept until its username expires);
 //  - the sessions API lists exactly the allocations, and ends exactly those it selects;
+//  - the core's effects, applied in order to a copy of the routing state (what a kernel fast
+//    path keeps), give exactly the core's live permissions and channels, with their expiries,
+//    and nothing live for a slot without an allocation; relays are closed only through effects;
 //  - every answer parses (a 400 to a malformed request included), matches its request's method
 //    and transaction ID, is protected with
 //    the request's key when the request authenticated (every success but Binding), carries
@@ -146,7 +149,7 @@ final class FakeRelays: RelaySocketProvider {
     struct Held {
         let slot: Int
         let endpoint: RelayEndpoint
-        let transport: UInt8
+        let transport: RelayTransport
     }
     struct PendingConnect {
         let slot: Int
@@ -172,12 +175,12 @@ final class FakeRelays: RelaySocketProvider {
 
     func openRelay(_ r: RelayRequest) -> RelayOpenResult {
         invariant(core.allocation(inSlot: r.slot) == nil, "relay requested for slot \(r.slot), which is in use")
-        invariant(r.transport == 17 || r.transport == 6, "relay transport \(r.transport)")
+        invariant(r.transport == .udp || r.transport == .tcp, "relay transport \(r.transport)")
         highestSlot = max(highestSlot, r.slot)
-        if let failWith { return .failed(code: failWith) }
-        if r.family == .ipv6 && noIPv6 { return .failed(code: 440) }
+        if let failWith { return .failed(code: STUNErrorCode(rawValue: failWith)!) }
+        if r.family == .ipv6 && noIPv6 { return .failed(code: .addressFamilyNotSupported) }
         if let token = r.reservationToken {
-            guard let i = tokens.firstIndex(of: token) else { return .failed(code: 508) }
+            guard let i = tokens.firstIndex(of: token) else { return .failed(code: .insufficientCapacity) }
             tokens.remove(at: i)
         }
         let endpoint = RelayEndpoint(
@@ -201,11 +204,12 @@ final class FakeRelays: RelaySocketProvider {
     }
 
     func startConnect(slot: Int, relay: RelayEndpoint, peer: TransportAddress, transactionID: STUNTransactionID)
-        -> Int?
+        -> STUNErrorCode?
     {
         let held = open[relay.handle]
-        invariant(held?.slot == slot && held?.transport == 6, "Connect from a relay that is not slot \(slot)'s TCP relay")
-        if connects.contains(where: { $0.slot == slot && $0.peer == peer }) { return 446 }
+        invariant(
+            held?.slot == slot && held?.transport == .tcp, "Connect from a relay that is not slot \(slot)'s TCP relay")
+        if connects.contains(where: { $0.slot == slot && $0.peer == peer }) { return .connectionAlreadyExists }
         connects.append(PendingConnect(slot: slot, relay: relay.handle, peer: peer, transactionID: transactionID))
         return nil
     }
@@ -276,8 +280,10 @@ enum Auth {
     case forgedNonce
     case userhash
 
-    static let all: [Auth] = [.none, .md5, .md5, .md5, .sha256, .md5WithSHA256Integrity, .wrongPassword, .forgedNonce,
-        .userhash]
+    static let all: [Auth] = [
+        .none, .md5, .md5, .md5, .sha256, .md5WithSHA256Integrity, .wrongPassword, .forgedNonce,
+        .userhash,
+    ]
 }
 
 /// A request as sent: its bytes and the key that protects it (nil when it has no valid one).
@@ -336,7 +342,7 @@ final class World {
             shared.fleet.setOverloaded(true)
             shared.fleet.setAlternateChooser { ft in ft.transport == .udp ? TransportAddress("192.0.2.98:3478") : nil }
         }
-        core = TURNServerCore(configuration: c, shared: shared, relays: relays, nonceSecret: nonceSecret)
+        core = TURNServerCore(configuration: c, shared: shared, nonceSecret: nonceSecret)
         relays.core = core
         counters = core.counters
     }
@@ -374,7 +380,9 @@ final class World {
                 var k = auth == .wrongPassword ? user.wrongMD5 : user.md5
                 if auth == .sha256 {
                     var list: [UInt8] = []
-                    for a in configuration.passwordAlgorithms { list += [UInt8(a.number >> 8), UInt8(a.number & 0xFF), 0, 0] }
+                    for a in configuration.passwordAlgorithms {
+                        list += [UInt8(a.number >> 8), UInt8(a.number & 0xFF), 0, 0]
+                    }
                     try appendBytes(&w, .passwordAlgorithms, list)
                     try w.append(.passwordAlgorithm, uint32: 0x0002_0000)
                     k = user.sha256
@@ -527,7 +535,8 @@ final class World {
         w.request.bytes.withUnsafeBytes { raw in
             let view = try! STUNMessageView(validating: raw)
             let outcome = core.resumeAllocate(
-                view, from: tuples[t], username: w.username, verdict: w.verdict, now: now, response: responseBuffer)
+                view, from: tuples[t], username: w.username, verdict: w.verdict, now: now, response: responseBuffer,
+                relays: relays)
             trace("  resumed Allocate on tuple \(t) with \(w.verdict): \(outcome)")
             handle(outcome, to: view, raw: raw, request: w.request, tuple: t)
         }
@@ -757,7 +766,7 @@ final class World {
                 malformed(raw, error, tuple: t)
                 return
             }
-            let outcome = core.handleSTUN(view, from: tuples[t], now: now, response: responseBuffer)
+            let outcome = core.handleSTUN(view, from: tuples[t], now: now, response: responseBuffer, relays: relays)
             trace("  \(view.type) from tuple \(t): \(outcome)")
             handle(outcome, to: view, raw: raw, request: r, tuple: t)
         }
@@ -840,7 +849,8 @@ final class World {
         }
         if let key, v.integrityOffset != nil || v.integritySHA256Offset != nil {
             let ok = key.withUnsafeBytes { k in
-                v.integritySHA256Offset != nil ? v.verifyMessageIntegritySHA256(key: k) : v.verifyMessageIntegrity(key: k)
+                v.integritySHA256Offset != nil
+                    ? v.verifyMessageIntegritySHA256(key: k) : v.verifyMessageIntegrity(key: k)
             }
             invariant(ok, "answer not protected with the request's key")
         }
@@ -877,7 +887,37 @@ final class World {
 
     // MARK: Invariants
 
+    /// The routing state as the core's effects describe it, by slot: permissions (peer → expiry)
+    /// and channels (number → peer, expiry). A kernel fast path keeps this copy; it must equal
+    /// the core's own live state after every operation.
+    var mirrorPermissions: [Int: [IPAddress: UInt64]] = [:]
+    var mirrorChannels: [Int: [UInt16: (peer: TransportAddress, expiry: UInt64)]] = [:]
+
+    /// Carries out the core's effects as the I/O layer would: relays closed, the mirror updated.
+    func drainEffects() {
+        for effect in core.effects {
+            switch effect {
+            case .closeRelay(let endpoint): relays.closeRelay(endpoint)
+            case .permissionInstalled(let slot, let peer, let expiry):
+                mirrorPermissions[slot, default: [:]][peer] = expiry
+            case .permissionRemoved(let slot, let peer):
+                invariant(mirrorPermissions[slot]?[peer] != nil, "removed a permission never installed")
+                mirrorPermissions[slot]?[peer] = nil
+            case .channelBound(let slot, let channel, let peer, let expiry):
+                mirrorChannels[slot, default: [:]][channel] = (peer, expiry)
+            case .channelRemoved(let slot, let channel, let peer):
+                invariant(mirrorChannels[slot]?[channel]?.peer == peer, "removed a channel never bound so")
+                mirrorChannels[slot]?[channel] = nil
+            case .allocationEnded(let slot):
+                mirrorPermissions[slot] = nil
+                mirrorChannels[slot] = nil
+            }
+        }
+        core.effects.removeAll()
+    }
+
     func checkInvariants() {
+        drainEffects()
         let count = core.allocationCount
         invariant(count == shared.allocationCount, "core holds \(count), shared state counts \(shared.allocationCount)")
         invariant(count <= configuration.maxAllocations, "\(count) allocations over the maximum")
@@ -904,7 +944,8 @@ final class World {
             var permissions = 0
             for p in a.permissions where p.expiry > t { permissions += 1 }
             invariant(
-                permissions <= configuration.maxPermissionsPerAllocation, "\(permissions) live permissions over the maximum")
+                permissions <= configuration.maxPermissionsPerAllocation,
+                "\(permissions) live permissions over the maximum")
             var channels = 0
             for c in a.channels where c.expiry > t {
                 channels += 1
@@ -914,6 +955,24 @@ final class World {
                 invariant(same == 1, "channel \(c.number) bound twice")
             }
             invariant(channels <= configuration.maxChannelsPerAllocation, "\(channels) live channels over the maximum")
+            // The effects' copy of the routing state equals the core's live state.
+            var livePermissions: [IPAddress: UInt64] = [:]
+            for p in a.permissions where p.expiry > t { livePermissions[p.peer] = p.expiry }
+            let mirroredPermissions = (mirrorPermissions[slot] ?? [:]).filter { $0.value > t }
+            invariant(livePermissions == mirroredPermissions, "effects' permissions differ from the core's in \(slot)")
+            var liveChannels: [UInt16: String] = [:]
+            for c in a.channels where c.expiry > t { liveChannels[c.number] = "\(c.peer)@\(c.expiry)" }
+            var mirroredChannels: [UInt16: String] = [:]
+            for (n, c) in mirrorChannels[slot] ?? [:] where c.expiry > t {
+                mirroredChannels[n] = "\(c.peer)@\(c.expiry)"
+            }
+            invariant(liveChannels == mirroredChannels, "effects' channels differ from the core's in slot \(slot)")
+        }
+        for (slot, p) in mirrorPermissions where core.allocation(inSlot: slot) == nil {
+            invariant(p.values.allSatisfy { $0 <= t }, "effects keep a live permission for free slot \(slot)")
+        }
+        for (slot, c) in mirrorChannels where core.allocation(inSlot: slot) == nil {
+            invariant(c.values.allSatisfy { $0.expiry <= t }, "effects keep a live channel for free slot \(slot)")
         }
         invariant(found == count, "core reports \(count) allocations and holds \(found)")
         invariant(relays.open.count == relaysHeld, "\(relays.open.count) relays open for \(relaysHeld) held")
@@ -923,7 +982,9 @@ final class World {
             invariant(shared.allocationCount(username: u.name) == n, "\(u.name)'s quota count is off")
             if let quota {
                 var outstanding = 0
-                for case let w? in waiting where w.username == u.name && FakeQuota.counts(w.verdict) { outstanding += 1 }
+                for case let w? in waiting where w.username == u.name && FakeQuota.counts(w.verdict) {
+                    outstanding += 1
+                }
                 let fleet = quota.counts[u.name, default: 0]
                 invariant(
                     fleet == n + outstanding,
