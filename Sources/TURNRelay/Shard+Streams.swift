@@ -36,7 +36,7 @@ extension Shard {
     func addStreamListener(fd: Int32, address: TransportAddress, tls: Bool) {
         let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
         let listener = StreamListener(fd: fd, address: address, tls: tls, source: source)
-        source.setEventHandler { [unowned self] in self.acceptConnections(listener) }
+        source.setEventHandler { [weak self] in self?.acceptConnections(listener) }
         source.setCancelHandler { close(fd) }
         streamListeners.append(listener)
     }

@@ -130,8 +130,19 @@ final class Shard: @unchecked Sendable {
     }
 
     deinit {
-        // `stop()` closed the sockets; what remains is memory (and the descriptors of a shard
-        // that was never started, closed by their owners' deinits).
+        // A shard released without `stop()` (its server failed to bind everything, or was
+        // dropped): close what it holds. Dispatch sources never activated must be activated
+        // once cancelled, or releasing them traps.
+        if !stopped {
+            sweepTimer?.cancel()
+            for l in listeners where l.fd >= 0 { close(l.fd) }
+            for l in streamListeners {
+                l.source.cancel()
+                if pollSource == nil { l.source.activate() }
+            }
+            relaySockets.closeAll(poll: poll, ports: ports)
+            if let pollSource { pollSource.cancel() } else { poll.close() }
+        }
         streamScratch.deallocate()
     }
 
@@ -171,7 +182,7 @@ final class Shard: @unchecked Sendable {
     func start() {
         assertOnQueue()
         let source = DispatchSource.makeReadSource(fileDescriptor: poll.descriptor, queue: queue)
-        source.setEventHandler { [unowned self] in self.drainReadySockets() }
+        source.setEventHandler { [weak self] in self?.drainReadySockets() }
         let poll = self.poll
         source.setCancelHandler { poll.close() }
         source.activate()
@@ -179,7 +190,7 @@ final class Shard: @unchecked Sendable {
         for l in streamListeners { l.source.activate() }
         let timer = DispatchSource.makeTimerSource(queue: queue)
         timer.schedule(deadline: .now() + 1, repeating: 1.0, leeway: .milliseconds(100))
-        timer.setEventHandler { [unowned self] in self.sweep() }
+        timer.setEventHandler { [weak self] in self?.sweep() }
         timer.activate()
         sweepTimer = timer
     }

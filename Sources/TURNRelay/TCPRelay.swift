@@ -134,7 +134,7 @@ extension Shard {
     func openTCPRelay(_ address: TransportAddress, slot: Int) throws(SocketError) -> Int32 {
         let fd = try Sockets.listeningStream(address, backlog: 64)
         let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
-        source.setEventHandler { [unowned self] in self.acceptPeerConnections(listenFD: fd, slot: slot) }
+        source.setEventHandler { [weak self] in self?.acceptPeerConnections(listenFD: fd, slot: slot) }
         source.setCancelHandler { close(fd) }
         source.activate()
         relaySockets.insert(.init(source: source, endpoint: RelayEndpoint(handle: fd, address: address), slot: slot))
@@ -225,8 +225,8 @@ extension Shard {
         link.closer.retain()
         let closer = link.closer
         source.setCancelHandler { closer.release() }
-        source.setEventHandler { [unowned self, weak link] in
-            if let link { self.connectFinished(link) }
+        source.setEventHandler { [weak self, weak link] in
+            if let self, let link { self.connectFinished(link) }
         }
         link.writeSource = source
         connecting.append(link)
@@ -272,8 +272,8 @@ extension Shard {
         link.closer.retain()
         let closer = link.closer
         source.setCancelHandler { closer.release() }
-        source.setEventHandler { [unowned self, weak link] in
-            guard let link, link.readSource != nil else { return }
+        source.setEventHandler { [weak self, weak link] in
+            guard let self, let link, link.readSource != nil else { return }
             let room = min(16 << 10, PeerLink.bufferLimit - link.buffered.count)
             if room <= 0 {
                 link.readSource?.suspend()
