@@ -35,7 +35,7 @@ fi
 endef
 
 .PHONY: deps build run test swift-test interop interop-deps deploy-check deploy-deps container-check \
-	bench bench-compare soak fuzz lint format clean distclean screenshots
+	bench bench-compare soak fuzz lint docs format clean distclean screenshots
 
 deps:
 	@$(call apt_install,$(BUILD_PACKAGES) $(RUN_PACKAGES))
@@ -141,6 +141,13 @@ fuzz: deps
 
 lint:
 	$(SWIFT) format lint -r --configuration .swift-format Sources Tests
+	@$(MAKE) --no-print-directory docs
+
+# STUNCodec and TURNCore: `///` on every public declaration, and their DocC catalogs
+# (Sources/<Module>/<Module>.docc) converted without a warning. See scripts/check-docs.sh;
+# DOCS_OUTPUT=dir keeps the rendered .doccarchive files.
+docs:
+	SWIFT="$(SWIFT)" SCRATCH="$(SCRATCH)" SWIFT_BUILD_FLAGS="$(SWIFT_BUILD_FLAGS)" scripts/check-docs.sh
 
 format:
 	$(SWIFT) format format -i -r --configuration .swift-format Sources Tests

@@ -1,9 +1,9 @@
 /// ChannelData framing (RFC 8656 §12.4): a 4-byte header of channel number and length, then
 /// the application data, padded to a multiple of 4 on stream transports.
 public enum ChannelData {
-    /// The header size.
+    /// The header size in bytes: a 16-bit channel number and a 16-bit length.
     public static let headerSize = 4
-    /// Valid channel numbers (RFC 8656 §12).
+    /// The channel numbers a client may bind (RFC 8656 §12).
     public static let channelRange: ClosedRange<UInt16> = 0x4000...0x4FFF
     /// The wider range of RFC 5766 (0x4000–0x7FFF), which older clients such as coturn's
     /// turnutils_uclient still pick from; accepted only when the operator opts in.
@@ -11,12 +11,17 @@ public enum ChannelData {
 
     /// What the first byte of a datagram or stream frame says it is (RFC 8656 §12.4 / RFC 7983).
     public enum Kind: Sendable, Equatable {
+        /// A STUN message: the first byte is 0–3.
         case stun
+        /// A ChannelData message: the first byte is 0x40–0x4F, or 0x40–0x7F when legacy channel
+        /// numbers are accepted.
         case channelData
+        /// Neither STUN nor ChannelData (for example DTLS, RTP or noise).
         case other
     }
 
-    /// Classifies by the first byte: 0–3 is STUN, 64–79 is ChannelData (RFC 7983 §7).
+    /// Classifies by the first byte: 0–3 is STUN, 64–79 is ChannelData (RFC 7983 §7), or 64–127
+    /// with `legacyRange`.
     @inlinable public static func classify(firstByte b: UInt8, legacyRange: Bool = false) -> Kind {
         if b < 4 { return .stun }
         if b >= 0x40 && b <= (legacyRange ? 0x7F : 0x4F) { return .channelData }
@@ -25,9 +30,15 @@ public enum ChannelData {
 
     /// A validated ChannelData message: its channel and payload, borrowed.
     public struct View {
+        /// The channel number, within the range the parse accepted.
         public let channel: UInt16
+        /// The application data, borrowed from the parsed buffer: without the header and without any
+        /// padding. Valid only while that buffer is.
         public let payload: UnsafeRawBufferPointer
 
+        /// Makes a view from parts that are already known to be valid; it checks nothing.
+        ///
+        /// Use ``ChannelData/parse(_:legacyRange:)`` to validate received bytes.
         @inlinable public init(channel: UInt16, payload: UnsafeRawBufferPointer) {
             self.channel = channel
             self.payload = payload
@@ -36,13 +47,26 @@ public enum ChannelData {
 
     /// Why a ChannelData message is invalid.
     public enum ParseError: Error, Sendable, Hashable {
+        /// Fewer bytes than the 4-byte header.
         case truncated
+        /// The channel number is outside ``ChannelData/channelRange`` (or
+        /// ``ChannelData/legacyChannelRange`` when legacy numbers are accepted).
         case channelOutOfRange
+        /// The length field claims more bytes than the buffer holds.
         case lengthPastEnd
     }
 
     /// Parses a ChannelData datagram: the length may be less than the datagram (padding is allowed
     /// over UDP and ignored), never more.
+    ///
+    /// Nothing is copied: the view's payload points into `bytes`.
+    ///
+    /// - Parameters:
+    ///   - bytes: One whole datagram, or one frame cut by ``StreamFraming``.
+    ///   - legacyRange: Accept the channel numbers of ``ChannelData/legacyChannelRange``.
+    /// - Returns: The channel and the payload, borrowed from `bytes`.
+    /// - Throws: ``ChannelData/ParseError`` when the header is short, the channel number is out of
+    ///   range, or the length runs past the end.
     @inlinable
     public static func parse(_ bytes: UnsafeRawBufferPointer, legacyRange: Bool = false) throws(ParseError) -> View {
         guard bytes.count >= headerSize else { throw .truncated }
@@ -55,6 +79,9 @@ public enum ChannelData {
     }
 
     /// Writes the 4-byte header for `payloadLength` bytes of `channel` at `out`.
+    ///
+    /// The length is written truncated to 16 bits; `out` must have 4 writable bytes. No padding is
+    /// written: on a stream transport the caller pads to ``streamFrameSize(payloadLength:)``.
     @inlinable
     public static func writeHeader(channel: UInt16, payloadLength: Int, to out: UnsafeMutableRawPointer) {
         out.storeBytes(of: channel.bigEndian, as: UInt16.self)
@@ -81,6 +108,13 @@ public enum StreamFraming {
     }
 
     /// Finds the first frame in `bytes`.
+    ///
+    /// - Parameters:
+    ///   - bytes: The start of the unread stream data.
+    ///   - legacyRange: Treat first bytes 0x50–0x7F as ChannelData too.
+    /// - Returns: ``Frame/needMore`` until the frame is whole (at least 4 bytes are needed to read a
+    ///   length); ``Frame/invalid`` for a first byte that is neither STUN nor ChannelData, or for a STUN
+    ///   length that is not a multiple of 4.
     @inlinable
     public static func nextFrame(in bytes: UnsafeRawBufferPointer, legacyRange: Bool = false) -> Frame {
         guard bytes.count >= 4 else { return .needMore }

@@ -1,8 +1,11 @@
 /// The address family of an IP address, with the numeric values STUN uses on the wire.
 public enum AddressFamily: UInt8, Sendable, Hashable, CustomStringConvertible {
+    /// IPv4: family 0x01 in address attributes.
     case ipv4 = 0x01
+    /// IPv6: family 0x02 in address attributes.
     case ipv6 = 0x02
 
+    /// `IPv4` or `IPv6`.
     public var description: String { self == .ipv4 ? "IPv4" : "IPv6" }
 }
 
@@ -11,7 +14,9 @@ public enum AddressFamily: UInt8, Sendable, Hashable, CustomStringConvertible {
 /// Integers are in host order: `.v4(0x7F00_0001)` is 127.0.0.1 and `.v6(hi, lo)` holds the
 /// 128 bits big-end first.
 public enum IPAddress: Hashable, Sendable {
+    /// An IPv4 address as a host-order integer: `0x7F00_0001` is 127.0.0.1.
     case v4(UInt32)
+    /// An IPv6 address as two host-order halves: the first 64 bits, then the last 64 bits.
     case v6(UInt64, UInt64)
 
     /// The family of this address.
@@ -172,15 +177,19 @@ extension IPAddress: CustomStringConvertible {
 
 /// An IP address and a port: one end of a 5-tuple.
 public struct TransportAddress: Hashable, Sendable, CustomStringConvertible {
+    /// The IP address.
     public var ip: IPAddress
+    /// The port, in host order.
     public var port: UInt16
 
+    /// Makes an address from an IP address and a port.
     @inlinable public init(ip: IPAddress, port: UInt16) {
         self.ip = ip
         self.port = port
     }
 
-    /// Parses `1.2.3.4:3478`, `[::1]:3478`; returns nil otherwise.
+    /// Parses `1.2.3.4:3478` or `[::1]:3478` (an IPv6 address must be bracketed, an IPv4 address
+    /// must not be); returns nil otherwise.
     public init?(_ text: String) {
         if text.hasPrefix("[") {
             guard let close = text.firstIndex(of: "]") else { return nil }
@@ -209,6 +218,7 @@ public struct TransportAddress: Hashable, Sendable, CustomStringConvertible {
     /// The address family of `ip`.
     @inlinable public var family: AddressFamily { ip.family }
 
+    /// `1.2.3.4:3478` for IPv4 and `[::1]:3478` for IPv6: the forms ``init(_:)`` parses.
     public var description: String {
         ip.family == .ipv4 ? "\(ip):\(port)" : "[\(ip)]:\(port)"
     }

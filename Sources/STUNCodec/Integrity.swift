@@ -50,7 +50,9 @@ extension STUNMessageView {
     }
 }
 
-/// Digests used to derive keys (RFC 8489 §9.2.2, §14.4), allocation-free.
+/// Digests, HMACs and random bytes for long-term keys (RFC 8489 §9.2.2, §14.4), REST passwords
+/// and nonces, computed by OpenSSL with its state on the stack. Each digest is returned in a new
+/// array.
 public enum STUNDigest {
     /// MD5 of `data`.
     public static func md5(_ data: UnsafeRawBufferPointer) -> [UInt8] {

@@ -1,8 +1,11 @@
 /// A password algorithm of RFC 8489 §14.11/§14.12 with its parameters.
 public struct PasswordAlgorithm: Hashable, Sendable {
+    /// The algorithm number (RFC 8489 §18.5): 0x0001 is MD5, 0x0002 is SHA-256.
     public var number: UInt16
+    /// The algorithm's parameters, without padding; empty for MD5 and SHA-256.
     public var parameters: [UInt8]
 
+    /// Makes an algorithm from its number and parameters.
     public init(number: UInt16, parameters: [UInt8] = []) {
         self.number = number
         self.parameters = parameters
@@ -17,45 +20,86 @@ public struct PasswordAlgorithm: Hashable, Sendable {
 /// One decoded STUN attribute, owned. For clients, tests and the control path; the packet path
 /// reads attributes through `STUNMessageView` instead.
 public enum STUNAttribute: Hashable, Sendable {
+    /// MAPPED-ADDRESS (RFC 8489 §14.1): an address, not XOR-encoded (what RFC 3489 clients read).
     case mappedAddress(TransportAddress)
+    /// XOR-MAPPED-ADDRESS (RFC 8489 §14.2): the client's address as the server saw it.
     case xorMappedAddress(TransportAddress)
+    /// XOR-PEER-ADDRESS (RFC 8656 §18.3): a peer's address.
     case xorPeerAddress(TransportAddress)
+    /// XOR-RELAYED-ADDRESS (RFC 8656 §18.5): the address the server relays from.
     case xorRelayedAddress(TransportAddress)
+    /// ALTERNATE-SERVER (RFC 8489 §14.15): the server to try instead, with a 300 answer.
     case alternateServer(TransportAddress)
+    /// RESPONSE-ORIGIN (RFC 5780): the address the response was sent from.
     case responseOrigin(TransportAddress)
+    /// OTHER-ADDRESS (RFC 5780): the server's alternate address.
     case otherAddress(TransportAddress)
+    /// USERNAME (RFC 8489 §14.3).
     case username(String)
+    /// USERHASH (RFC 8489 §14.4): 32 bytes, SHA-256 of the username and realm.
     case userhash([UInt8])
+    /// REALM (RFC 8489 §14.9).
     case realm(String)
+    /// NONCE (RFC 8489 §14.10).
     case nonce(String)
+    /// SOFTWARE (RFC 8489 §14.14).
     case software(String)
+    /// ALTERNATE-DOMAIN (RFC 8489 §14.16).
     case alternateDomain(String)
+    /// MESSAGE-INTEGRITY (RFC 8489 §14.5): the 20-byte HMAC-SHA1 as received; not checked here.
     case messageIntegrity([UInt8])
+    /// MESSAGE-INTEGRITY-SHA256 (RFC 8489 §14.6): the HMAC-SHA256, 16–32 bytes, as received; not
+    /// checked here.
     case messageIntegritySHA256([UInt8])
+    /// FINGERPRINT (RFC 8489 §14.7): the CRC-32 XORed with ``stunFingerprintXOR``.
     case fingerprint(UInt32)
+    /// ERROR-CODE (RFC 8489 §14.8): a code (300–699 in the RFC) and a reason phrase.
     case errorCode(code: Int, reason: String)
+    /// UNKNOWN-ATTRIBUTES (RFC 8489 §14.13): the attribute types a 420 answer did not understand.
     case unknownAttributes([UInt16])
+    /// PASSWORD-ALGORITHMS (RFC 8489 §14.11): the algorithms the server offers.
     case passwordAlgorithms([PasswordAlgorithm])
+    /// PASSWORD-ALGORITHM (RFC 8489 §14.12): the algorithm the client chose.
     case passwordAlgorithm(PasswordAlgorithm)
+    /// CHANNEL-NUMBER (RFC 8656 §18.1): the channel, in the high 16 bits of the value on the wire.
     case channelNumber(UInt16)
+    /// LIFETIME (RFC 8656 §18.2): seconds.
     case lifetime(UInt32)
+    /// DATA (RFC 8656 §18.4): application data of a Send or Data indication.
     case data([UInt8])
+    /// REQUESTED-ADDRESS-FAMILY (RFC 8656 §18.6).
     case requestedAddressFamily(AddressFamily)
+    /// ADDITIONAL-ADDRESS-FAMILY (RFC 8656): ask for a second, IPv6, relayed address.
     case additionalAddressFamily(AddressFamily)
+    /// ADDRESS-ERROR-CODE (RFC 8656): why the relayed address of one family was not given.
     case addressErrorCode(family: AddressFamily, code: Int, reason: String)
+    /// EVEN-PORT (RFC 8656 §18.7): `reserve` asks the server to keep the next port too.
     case evenPort(reserve: Bool)
+    /// REQUESTED-TRANSPORT (RFC 8656 §18.8): an IP protocol number, 17 (UDP) or 6 (TCP).
     case requestedTransport(UInt8)
+    /// DONT-FRAGMENT (RFC 8656 §18.9): no value.
     case dontFragment
+    /// RESERVATION-TOKEN (RFC 8656 §18.10): names a port reserved by an earlier EVEN-PORT.
     case reservationToken(UInt64)
+    /// ICMP (RFC 8656): an ICMP type, code and error data that a peer's packet caused.
     case icmp(type: UInt8, code: UInt8, data: UInt32)
+    /// CONNECTION-ID (RFC 6062): names one peer TCP connection.
     case connectionID(UInt32)
+    /// CHANGE-REQUEST (RFC 5780): flags, as a 32-bit value.
     case changeRequest(UInt32)
+    /// RESPONSE-PORT (RFC 5780): in the high 16 bits of the value on the wire.
     case responsePort(UInt16)
+    /// PADDING (RFC 5780).
     case padding([UInt8])
+    /// MOBILITY-TICKET (RFC 8016): an opaque ticket.
     case mobilityTicket([UInt8])
+    /// PRIORITY (RFC 8445).
     case priority(UInt32)
+    /// USE-CANDIDATE (RFC 8445): no value.
     case useCandidate
+    /// ICE-CONTROLLED (RFC 8445): the tie-breaker.
     case iceControlled(UInt64)
+    /// ICE-CONTROLLING (RFC 8445): the tie-breaker.
     case iceControlling(UInt64)
     /// Any attribute this codec has no case for.
     case other(type: UInt16, value: [UInt8])
@@ -118,10 +162,14 @@ public enum STUNIntegrityAlgorithm: Sendable, Hashable {
 
 /// An owned STUN message: a type, a transaction ID and attributes in order.
 public struct STUNMessage: Hashable, Sendable {
+    /// The method and class.
     public var type: STUNMessageType
+    /// The 96-bit transaction ID.
     public var transactionID: STUNTransactionID
+    /// The attributes, in wire order.
     public var attributes: [STUNAttribute]
 
+    /// Makes a message; by default with a fresh random transaction ID and no attributes.
     public init(type: STUNMessageType, transactionID: STUNTransactionID = .random(), attributes: [STUNAttribute] = []) {
         self.type = type
         self.transactionID = transactionID
@@ -140,6 +188,18 @@ public struct STUNMessage: Hashable, Sendable {
     /// Encodes the message. Attributes are written as they are (a stored MESSAGE-INTEGRITY is
     /// copied verbatim); `integrity` appends fresh integrity under `key`, and `fingerprint` a
     /// FINGERPRINT, after them.
+    ///
+    /// This allocates (a 64 KiB scratch buffer and the result); it is for clients, tests and the
+    /// control path.
+    ///
+    /// - Parameters:
+    ///   - key: The integrity key for `integrity` (an empty key when nil).
+    ///   - integrity: The integrity attributes to append, in order.
+    ///   - fingerprint: Whether to append FINGERPRINT last.
+    /// - Returns: The encoded message.
+    /// - Throws: ``STUNEncodingError/bufferTooSmall`` when the message would pass the 16-bit length
+    ///   field, ``STUNEncodingError/valueTooLong(_:)`` for a SHA-256 integrity length other than
+    ///   16–32 bytes in steps of 4.
     public func encoded(key: [UInt8]? = nil, integrity: [STUNIntegrityAlgorithm] = [], fingerprint: Bool = false)
         throws(STUNEncodingError) -> [UInt8]
     {
@@ -165,6 +225,8 @@ public struct STUNMessage: Hashable, Sendable {
     }
 
     /// Parses and validates one message.
+    ///
+    /// - Throws: ``STUNParseError``, as ``STUNMessageView/init(validating:)`` does.
     public init(parsing bytes: [UInt8]) throws(STUNParseError) {
         let parsed = bytes.withUnsafeBytes { b in
             Result { () throws(STUNParseError) -> STUNMessage in STUNMessage(try STUNMessageView(validating: b)) }
@@ -192,6 +254,9 @@ public struct STUNMessage: Hashable, Sendable {
 
 extension STUNAttribute {
     /// Decodes a value whose length was already validated by `STUNMessageView`.
+    ///
+    /// A value this codec cannot decode (an address of an unknown family, text that is not UTF-8, an
+    /// error number above 99) becomes ``STUNAttribute/other(type:value:)``.
     public init(type t: STUNAttributeType, value v: UnsafeRawBufferPointer, transactionID: STUNTransactionID) {
         func family(_ b: UInt8) -> AddressFamily? { AddressFamily(rawValue: b) }
         let bytes = Array(v)
@@ -288,6 +353,8 @@ extension STUNAttribute {
 
 extension STUNMessageWriter {
     /// Appends an owned attribute as it is (integrity values are copied, not recomputed).
+    ///
+    /// - Throws: ``STUNEncodingError`` when the writer's buffer is too small.
     public mutating func append(_ a: STUNAttribute) throws(STUNEncodingError) {
         switch a {
         case .mappedAddress(let x), .xorMappedAddress(let x), .xorPeerAddress(let x), .xorRelayedAddress(let x),

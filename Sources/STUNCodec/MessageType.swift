@@ -1,33 +1,50 @@
 /// The STUN magic cookie (RFC 8489 §5), present in every message of an RFC 5389+ client.
 public let stunMagicCookie: UInt32 = 0x2112_A442
 
-/// The size of the fixed STUN header.
+/// The size of the fixed STUN header in bytes: type, length, magic cookie and transaction ID.
 public let stunHeaderSize = 20
 
 /// The class of a STUN message (RFC 8489 §5).
 public enum STUNMessageClass: UInt16, Sendable, Hashable {
+    /// A request, answered by a success or an error response.
     case request = 0b00
+    /// An indication: no answer is sent.
     case indication = 0b01
+    /// A success response.
     case successResponse = 0b10
+    /// An error response, carrying ERROR-CODE.
     case errorResponse = 0b11
 }
 
 /// A STUN method number (RFC 8489, RFC 8656, RFC 6062).
 public struct STUNMethod: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    /// The 12-bit method number.
     public var rawValue: UInt16
+    /// Makes a method from its number; bits above the low 12 are dropped.
     @inlinable public init(rawValue: UInt16) { self.rawValue = rawValue & 0x0FFF }
 
+    /// Binding, 0x001 (RFC 8489).
     public static let binding = STUNMethod(rawValue: 0x001)
+    /// Allocate, 0x003 (RFC 8656).
     public static let allocate = STUNMethod(rawValue: 0x003)
+    /// Refresh, 0x004 (RFC 8656).
     public static let refresh = STUNMethod(rawValue: 0x004)
+    /// Send, 0x006 (RFC 8656): an indication carrying data to a peer.
     public static let send = STUNMethod(rawValue: 0x006)
+    /// Data, 0x007 (RFC 8656): an indication carrying data from a peer.
     public static let data = STUNMethod(rawValue: 0x007)
+    /// CreatePermission, 0x008 (RFC 8656).
     public static let createPermission = STUNMethod(rawValue: 0x008)
+    /// ChannelBind, 0x009 (RFC 8656).
     public static let channelBind = STUNMethod(rawValue: 0x009)
+    /// Connect, 0x00A (RFC 6062).
     public static let connect = STUNMethod(rawValue: 0x00A)
+    /// ConnectionBind, 0x00B (RFC 6062).
     public static let connectionBind = STUNMethod(rawValue: 0x00B)
+    /// ConnectionAttempt, 0x00C (RFC 6062): an indication of a peer's incoming TCP connection.
     public static let connectionAttempt = STUNMethod(rawValue: 0x00C)
 
+    /// The method's name, such as `Allocate`, or `Method(0x…)` for a number without one.
     public var description: String {
         switch self {
         case .binding: "Binding"
@@ -47,9 +64,12 @@ public struct STUNMethod: RawRepresentable, Hashable, Sendable, CustomStringConv
 
 /// The 14-bit STUN message type: a method and a class interleaved (RFC 8489 §5).
 public struct STUNMessageType: Hashable, Sendable, CustomStringConvertible {
+    /// The method.
     public var method: STUNMethod
+    /// The class.
     public var messageClass: STUNMessageClass
 
+    /// Makes a type from a method and a class.
     @inlinable public init(method: STUNMethod, class messageClass: STUNMessageClass) {
         self.method = method
         self.messageClass = messageClass
@@ -75,9 +95,12 @@ public struct STUNMessageType: Hashable, Sendable, CustomStringConvertible {
     /// The error response type for a request of this method.
     @inlinable public var errorResponse: STUNMessageType { .init(method: method, class: .errorResponse) }
 
+    /// A Binding request.
     public static let bindingRequest = STUNMessageType(method: .binding, class: .request)
+    /// A Binding success response.
     public static let bindingSuccess = STUNMessageType(method: .binding, class: .successResponse)
 
+    /// The method and class in words, such as `Allocate error response`.
     public var description: String {
         switch messageClass {
         case .request: "\(method) request"
@@ -90,9 +113,12 @@ public struct STUNMessageType: Hashable, Sendable, CustomStringConvertible {
 
 /// The 96-bit transaction ID (RFC 8489 §5), held by value.
 public struct STUNTransactionID: Hashable, Sendable, CustomStringConvertible {
+    /// The first 8 bytes, big-endian.
     public var high: UInt64
+    /// The last 4 bytes, big-endian.
     public var low: UInt32
 
+    /// Makes an ID from its first 8 and last 4 bytes, each read big-endian.
     @inlinable public init(high: UInt64, low: UInt32) {
         self.high = high
         self.low = low
@@ -117,6 +143,7 @@ public struct STUNTransactionID: Hashable, Sendable, CustomStringConvertible {
         withUnsafeBytes(of: high.bigEndian) { Array($0) } + withUnsafeBytes(of: low.bigEndian) { Array($0) }
     }
 
+    /// The 24 hexadecimal digits of the 12 bytes.
     public var description: String {
         bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
     }
@@ -124,63 +151,107 @@ public struct STUNTransactionID: Hashable, Sendable, CustomStringConvertible {
 
 /// STUN attribute type numbers (RFC 8489 §18.3, RFC 8656 §18, RFC 6062, RFC 5780, RFC 8016, RFC 8445).
 public struct STUNAttributeType: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    /// The 16-bit attribute type.
     public var rawValue: UInt16
+    /// Makes a type from its number.
     @inlinable public init(rawValue: UInt16) { self.rawValue = rawValue }
+    /// Makes a type from its number.
     @inlinable public init(_ rawValue: UInt16) { self.rawValue = rawValue }
 
     /// Types below 0x8000 must be understood by the receiver (RFC 8489 §14).
     @inlinable public var isComprehensionRequired: Bool { rawValue < 0x8000 }
 
     // RFC 8489
+    /// MAPPED-ADDRESS, 0x0001.
     public static let mappedAddress = Self(0x0001)
+    /// USERNAME, 0x0006.
     public static let username = Self(0x0006)
+    /// MESSAGE-INTEGRITY, 0x0008.
     public static let messageIntegrity = Self(0x0008)
+    /// ERROR-CODE, 0x0009.
     public static let errorCode = Self(0x0009)
+    /// UNKNOWN-ATTRIBUTES, 0x000A.
     public static let unknownAttributes = Self(0x000A)
+    /// REALM, 0x0014.
     public static let realm = Self(0x0014)
+    /// NONCE, 0x0015.
     public static let nonce = Self(0x0015)
+    /// MESSAGE-INTEGRITY-SHA256, 0x001C.
     public static let messageIntegritySHA256 = Self(0x001C)
+    /// PASSWORD-ALGORITHM, 0x001D.
     public static let passwordAlgorithm = Self(0x001D)
+    /// USERHASH, 0x001E.
     public static let userhash = Self(0x001E)
+    /// XOR-MAPPED-ADDRESS, 0x0020.
     public static let xorMappedAddress = Self(0x0020)
+    /// PASSWORD-ALGORITHMS, 0x8002.
     public static let passwordAlgorithms = Self(0x8002)
+    /// ALTERNATE-DOMAIN, 0x8003.
     public static let alternateDomain = Self(0x8003)
+    /// SOFTWARE, 0x8022.
     public static let software = Self(0x8022)
+    /// ALTERNATE-SERVER, 0x8023.
     public static let alternateServer = Self(0x8023)
+    /// FINGERPRINT, 0x8028.
     public static let fingerprint = Self(0x8028)
     // RFC 8656
+    /// CHANNEL-NUMBER, 0x000C.
     public static let channelNumber = Self(0x000C)
+    /// LIFETIME, 0x000D.
     public static let lifetime = Self(0x000D)
+    /// XOR-PEER-ADDRESS, 0x0012.
     public static let xorPeerAddress = Self(0x0012)
+    /// DATA, 0x0013.
     public static let data = Self(0x0013)
+    /// XOR-RELAYED-ADDRESS, 0x0016.
     public static let xorRelayedAddress = Self(0x0016)
+    /// REQUESTED-ADDRESS-FAMILY, 0x0017.
     public static let requestedAddressFamily = Self(0x0017)
+    /// EVEN-PORT, 0x0018.
     public static let evenPort = Self(0x0018)
+    /// REQUESTED-TRANSPORT, 0x0019.
     public static let requestedTransport = Self(0x0019)
+    /// DONT-FRAGMENT, 0x001A.
     public static let dontFragment = Self(0x001A)
+    /// RESERVATION-TOKEN, 0x0022.
     public static let reservationToken = Self(0x0022)
+    /// ADDITIONAL-ADDRESS-FAMILY, 0x8000.
     public static let additionalAddressFamily = Self(0x8000)
+    /// ADDRESS-ERROR-CODE, 0x8001.
     public static let addressErrorCode = Self(0x8001)
+    /// ICMP, 0x8004.
     public static let icmp = Self(0x8004)
     // RFC 6062
+    /// CONNECTION-ID, 0x002A.
     public static let connectionID = Self(0x002A)
     // RFC 5780
+    /// CHANGE-REQUEST, 0x0003.
     public static let changeRequest = Self(0x0003)
+    /// PADDING, 0x0026.
     public static let padding = Self(0x0026)
+    /// RESPONSE-PORT, 0x0027.
     public static let responsePort = Self(0x0027)
+    /// RESPONSE-ORIGIN, 0x802B.
     public static let responseOrigin = Self(0x802B)
+    /// OTHER-ADDRESS, 0x802C.
     public static let otherAddress = Self(0x802C)
     // RFC 8016
+    /// MOBILITY-TICKET, 0x8030.
     public static let mobilityTicket = Self(0x8030)
     // RFC 8445 (ICE); understood so that a Binding request carrying them is not answered 420.
+    /// PRIORITY, 0x0024.
     public static let priority = Self(0x0024)
+    /// USE-CANDIDATE, 0x0025.
     public static let useCandidate = Self(0x0025)
+    /// ICE-CONTROLLED, 0x8029.
     public static let iceControlled = Self(0x8029)
+    /// ICE-CONTROLLING, 0x802A.
     public static let iceControlling = Self(0x802A)
 
     /// Whether this codec knows the attribute's layout (and so never reports it as unknown).
     public var isKnown: Bool { STUNAttributeType.valueLengthRule(self) != nil }
 
+    /// The RFC name, such as `XOR-PEER-ADDRESS`, or `0x…` for a type without one.
     public var description: String {
         switch self {
         case .mappedAddress: "MAPPED-ADDRESS"

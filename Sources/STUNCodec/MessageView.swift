@@ -4,9 +4,11 @@ extension UnsafeRawBufferPointer {
     @inlinable public func be16(_ offset: Int) -> UInt16 {
         UInt16(bigEndian: loadUnaligned(fromByteOffset: offset, as: UInt16.self))
     }
+    /// Reads a big-endian integer at `offset` (no alignment needed).
     @inlinable public func be32(_ offset: Int) -> UInt32 {
         UInt32(bigEndian: loadUnaligned(fromByteOffset: offset, as: UInt32.self))
     }
+    /// Reads a big-endian integer at `offset` (no alignment needed).
     @inlinable public func be64(_ offset: Int) -> UInt64 {
         UInt64(bigEndian: loadUnaligned(fromByteOffset: offset, as: UInt64.self))
     }
@@ -14,11 +16,13 @@ extension UnsafeRawBufferPointer {
 
 /// Up to eight attribute types, held inline so collecting them costs no allocation.
 public struct STUNAttributeTypeList: Sendable {
+    /// The most types a list holds; further ones are dropped.
     public static let capacity = 8
     var storage: (UInt16, UInt16, UInt16, UInt16, UInt16, UInt16, UInt16, UInt16) = (0, 0, 0, 0, 0, 0, 0, 0)
     /// How many types are held.
     public private(set) var count = 0
 
+    /// Makes an empty list.
     public init() {}
 
     /// Adds a type unless already present or full.
@@ -81,7 +85,17 @@ public struct STUNMessageView {
     /// Validates `bytes` as one whole STUN message (a datagram, or one frame cut from a stream).
     ///
     /// A message without the magic cookie is accepted only as an RFC 3489 Binding request;
-    /// everything else without the cookie is `badMagicCookie`.
+    /// everything else without the cookie is ``STUNParseError/badMagicCookie``.
+    ///
+    /// It checks the header (the first two bits, the length, the cookie), that every attribute and
+    /// its padding fit, the value length of every attribute this codec knows, the family of address
+    /// attributes, and FINGERPRINT if present. It does not check MESSAGE-INTEGRITY: that needs the key
+    /// (``verifyMessageIntegrity(key:)``). Attributes after the integrity attributes are skipped, as
+    /// RFC 8489 §14.5 says; comprehension-required types it does not know are collected (up to
+    /// eight) in ``unknownComprehensionRequired`` rather than rejected, so the server can answer 420.
+    ///
+    /// - Parameter bytes: The message; the view borrows it and copies nothing.
+    /// - Throws: ``STUNParseError`` naming the first rule the bytes break.
     public init(validating bytes: UnsafeRawBufferPointer) throws(STUNParseError) {
         guard bytes.count >= stunHeaderSize else { throw .truncatedHeader }
         let rawType = bytes.be16(0)

@@ -2,6 +2,11 @@ internal import CTraverseCrypto
 
 /// Writes one STUN message into a caller-owned buffer, attribute by attribute, without
 /// allocating. Integrity and FINGERPRINT are appended last, in RFC 8489 order.
+///
+/// The header's length field is updated after every append, so ``message`` is a whole message
+/// at any point. An integrity attribute covers everything appended before it; append
+/// MESSAGE-INTEGRITY, then MESSAGE-INTEGRITY-SHA256, then FINGERPRINT, and nothing after them.
+/// The writer does not own the buffer: it must stay valid while the writer is used.
 public struct STUNMessageWriter {
     let buffer: UnsafeMutableRawBufferPointer
     /// Bytes written so far (header included).
@@ -11,6 +16,8 @@ public struct STUNMessageWriter {
 
     /// Starts a message of `type` at the start of `buffer`. `cookie` is the magic cookie except when
     /// answering an RFC 3489 client, whose 16-byte transaction ID fills the cookie field.
+    ///
+    /// - Throws: ``STUNEncodingError/bufferTooSmall`` when `buffer` is shorter than the 20-byte header.
     public init(
         into buffer: UnsafeMutableRawBufferPointer, type: STUNMessageType, transactionID: STUNTransactionID,
         cookie: UInt32 = stunMagicCookie
@@ -28,6 +35,11 @@ public struct STUNMessageWriter {
 
     /// Reserves an attribute of `length` value bytes, zeroes its padding, lets `body` fill the
     /// value, and updates the header's length field.
+    ///
+    /// `body` gets exactly `length` bytes to fill.
+    ///
+    /// - Throws: ``STUNEncodingError/bufferTooSmall`` when the attribute does not fit in the buffer,
+    ///   its value is longer than 65,535 bytes, or the message would pass the 16-bit length field.
     public mutating func append(
         _ type: STUNAttributeType, length: Int, _ body: (UnsafeMutableRawBufferPointer) -> Void
     ) throws(STUNEncodingError) {
@@ -43,11 +55,15 @@ public struct STUNMessageWriter {
     }
 
     /// Appends raw value bytes.
+    ///
+    /// - Throws: ``STUNEncodingError/bufferTooSmall`` when the attribute does not fit.
     public mutating func append(_ type: STUNAttributeType, bytes: UnsafeRawBufferPointer) throws(STUNEncodingError) {
         try append(type, length: bytes.count) { $0.copyMemory(from: bytes) }
     }
 
     /// Appends a UTF-8 text value (USERNAME, REALM, NONCE, SOFTWARE …).
+    ///
+    /// - Throws: ``STUNEncodingError/bufferTooSmall`` when the attribute does not fit.
     public mutating func append(_ type: STUNAttributeType, string: String) throws(STUNEncodingError) {
         var s = string
         try s.withUTF8 { u in
@@ -56,16 +72,22 @@ public struct STUNMessageWriter {
     }
 
     /// Appends a 32-bit value.
+    ///
+    /// - Throws: ``STUNEncodingError/bufferTooSmall`` when the attribute does not fit.
     public mutating func append(_ type: STUNAttributeType, uint32 value: UInt32) throws(STUNEncodingError) {
         try append(type, length: 4) { $0.storeBytes(of: value.bigEndian, as: UInt32.self) }
     }
 
     /// Appends a 64-bit value (RESERVATION-TOKEN, ICE-CONTROLLING …).
+    ///
+    /// - Throws: ``STUNEncodingError/bufferTooSmall`` when the attribute does not fit.
     public mutating func append(_ type: STUNAttributeType, uint64 value: UInt64) throws(STUNEncodingError) {
         try append(type, length: 8) { $0.storeBytes(of: value.bigEndian, as: UInt64.self) }
     }
 
     /// Appends an address: XOR-encoded for the XOR-* types, plain otherwise.
+    ///
+    /// - Throws: ``STUNEncodingError/bufferTooSmall`` when the attribute does not fit.
     public mutating func append(_ type: STUNAttributeType, address: TransportAddress) throws(STUNEncodingError) {
         let xor =
             type == .xorMappedAddress || type == .xorPeerAddress || type == .xorRelayedAddress
@@ -76,16 +98,25 @@ public struct STUNMessageWriter {
     }
 
     /// Appends ERROR-CODE (RFC 8489 §14.8): class and number, then the reason phrase.
+    ///
+    /// `code` is written as a class (`code / 100`) and a number (`code % 100`); the reason is cut to
+    /// ``STUNLimits/maxPhraseBytes``, possibly inside a UTF-8 sequence.
+    ///
+    /// - Throws: ``STUNEncodingError/bufferTooSmall`` when the attribute does not fit.
     public mutating func appendErrorCode(_ code: Int, reason: String) throws(STUNEncodingError) {
         try appendCodedReason(.errorCode, prefix: 0, code: code, reason: reason)
     }
 
     /// Appends ERROR-CODE with a typed code and its reason phrase.
+    ///
+    /// - Throws: ``STUNEncodingError/bufferTooSmall`` when the attribute does not fit.
     public mutating func appendErrorCode(_ code: STUNErrorCode, reason: String) throws(STUNEncodingError) {
         try appendCodedReason(.errorCode, prefix: 0, code: code.rawValue, reason: reason)
     }
 
-    /// Appends ADDRESS-ERROR-CODE (RFC 8656 §18.13): family, then code and reason.
+    /// Appends ADDRESS-ERROR-CODE (RFC 8656): family, then code and reason.
+    ///
+    /// - Throws: ``STUNEncodingError/bufferTooSmall`` when the attribute does not fit.
     public mutating func appendAddressErrorCode(family: AddressFamily, _ code: Int, reason: String)
         throws(STUNEncodingError)
     {
@@ -112,6 +143,8 @@ public struct STUNMessageWriter {
     }
 
     /// Appends MESSAGE-INTEGRITY (HMAC-SHA1 under `key`) over everything written so far.
+    ///
+    /// - Throws: ``STUNEncodingError/bufferTooSmall`` when the attribute does not fit.
     public mutating func appendMessageIntegrity(key: UnsafeRawBufferPointer) throws(STUNEncodingError) {
         let offset = count
         try append(.messageIntegrity, length: 20) { _ in }
@@ -121,6 +154,9 @@ public struct STUNMessageWriter {
     }
 
     /// Appends MESSAGE-INTEGRITY-SHA256 truncated to `length` bytes (16…32, a multiple of 4).
+    ///
+    /// - Throws: ``STUNEncodingError/valueTooLong(_:)`` for a length outside 16…32 or not a multiple
+    ///   of 4; ``STUNEncodingError/bufferTooSmall`` when the attribute does not fit.
     public mutating func appendMessageIntegritySHA256(key: UnsafeRawBufferPointer, length: Int = 32)
         throws(STUNEncodingError)
     {
@@ -137,6 +173,8 @@ public struct STUNMessageWriter {
     }
 
     /// Appends FINGERPRINT; it must be the last attribute.
+    ///
+    /// - Throws: ``STUNEncodingError/bufferTooSmall`` when the attribute does not fit.
     public mutating func appendFingerprint() throws(STUNEncodingError) {
         let offset = count
         try append(.fingerprint, length: 4) { _ in }

@@ -39,6 +39,7 @@ public enum STUNParseError: Error, Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// One sentence saying which rule the message breaks.
     public var description: String {
         switch self {
         case .truncatedHeader: "message shorter than the 20-byte STUN header"

@@ -2,23 +2,33 @@ public import STUNCodec
 
 /// A permission: a peer IP the allocation may exchange data with (RFC 8656 §9), until `expiry`.
 public struct Permission: Sendable, Hashable {
+    /// The peer IP address; a permission covers every port of it.
     public var peer: IPAddress
+    /// When the permission expires, in monotonic milliseconds (``CoreTime/milliseconds``).
     public var expiry: UInt64
 }
 
 /// A channel binding (RFC 8656 §12) to one peer transport address, until `expiry`.
 public struct ChannelBinding: Sendable, Hashable {
+    /// The channel number, within `ChannelData.channelRange` (or the legacy range when enabled).
     public var number: UInt16
+    /// The peer's IP address and port.
     public var peer: TransportAddress
+    /// When the binding expires, in monotonic milliseconds (``CoreTime/milliseconds``).
     public var expiry: UInt64
 }
 
 /// Traffic counters of one allocation, reported when it ends.
 public struct TrafficCounters: Sendable, Hashable {
+    /// Datagrams relayed from the client to peers.
     public var packetsFromClient: UInt64 = 0
+    /// Payload bytes relayed from the client to peers (headers not included).
     public var bytesFromClient: UInt64 = 0
+    /// Datagrams relayed from peers to the client.
     public var packetsToClient: UInt64 = 0
+    /// Payload bytes relayed from peers to the client (headers not included).
     public var bytesToClient: UInt64 = 0
+    /// All counters at zero.
     public init() {}
 }
 
@@ -49,10 +59,15 @@ struct TokenBucket: Sendable {
 
 /// Why an allocation ended.
 public enum AllocationEndReason: String, Sendable {
+    /// Its lifetime ran out without a Refresh.
     case expired
+    /// The client deleted it with a Refresh of lifetime 0 (label `deleted`).
     case refreshedToZero = "deleted"
+    /// Its TCP, TLS or DTLS connection closed (RFC 8656 §3.1).
     case connectionClosed = "connection_closed"
+    /// Its client's address was put on the ban list.
     case banned
+    /// The server shut down.
     case shutdown
     /// The credential it was made with is no longer configured (`TURNServerCore.reviewCredentials`).
     case revoked
@@ -67,7 +82,9 @@ public enum AllocationEndReason: String, Sendable {
 public struct Allocation: Sendable {
     /// A random id, unique on this node: how the sessions API names the allocation.
     public let id: UInt64 = .random(in: 1...UInt64.max)
+    /// The client's 5-tuple: the allocation's name on this shard.
     public let fiveTuple: FiveTuple
+    /// The user the allocation was authenticated as; every later request must be from the same user.
     public let username: String
     /// The key the allocation was authenticated with; later requests may use it even after a
     /// REST secret rotated away.
@@ -78,10 +95,15 @@ public struct Allocation: Sendable {
     public internal(set) var relayTransport: RelayTransport = .udp
     /// One relay, or two for a dual-stack allocation (RFC 8656 ADDITIONAL-ADDRESS-FAMILY).
     public internal(set) var relays: [RelayEndpoint]
+    /// When the allocation expires unless refreshed, in monotonic milliseconds (``CoreTime/milliseconds``).
     public internal(set) var expiry: UInt64
+    /// Its permissions, including expired ones the sweep has not yet removed.
     public internal(set) var permissions: [Permission] = []
+    /// Its channel bindings, including expired ones the sweep has not yet removed.
     public internal(set) var channels: [ChannelBinding] = []
+    /// What it has relayed so far.
     public internal(set) var traffic = TrafficCounters()
+    /// When it was made, in monotonic milliseconds (``CoreTime/milliseconds``).
     public let createdAt: UInt64
     /// The last request answered and its response, for retransmissions (RFC 8489 §6.3.1).
     var lastTransaction: STUNTransactionID?
@@ -130,7 +152,10 @@ public struct Allocation: Sendable {
 
 /// Something that happened to an allocation, for logs and metrics (control path only).
 public enum AllocationEvent: Sendable {
+    /// An allocation was made: its client, user, advertised relayed addresses and granted lifetime in
+    /// seconds.
     case created(fiveTuple: FiveTuple, username: String, relays: [TransportAddress], lifetime: UInt32)
+    /// An allocation ended: how long it lived, what it relayed, and why it ended.
     case ended(
         fiveTuple: FiveTuple, username: String, durationMilliseconds: UInt64, traffic: TrafficCounters,
         reason: AllocationEndReason)

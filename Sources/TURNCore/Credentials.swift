@@ -8,6 +8,8 @@ public struct UserKeys: Sendable, Hashable {
     /// Key for the SHA-256 password algorithm: 32 bytes, or nil when only an MD5 key was configured.
     public var sha256: [UInt8]?
 
+    /// Keys derived elsewhere (an MD5 key given in hex in the user file): `md5` is 16 bytes,
+    /// `sha256` 32 bytes or nil.
     public init(md5: [UInt8], sha256: [UInt8]?) {
         self.md5 = md5
         self.sha256 = sha256
@@ -35,6 +37,7 @@ public struct RESTCredentials: Sendable, Hashable {
     /// The character between expiry and user id.
     public var separator: Character
 
+    /// Accepts usernames signed with any of `secrets`; `separator` splits expiry from user id.
     public init(secrets: [[UInt8]], separator: Character = ":") {
         self.secrets = secrets
         self.separator = separator
@@ -64,6 +67,8 @@ public struct CredentialStore: Sendable {
     /// REST secrets, if configured.
     public var rest: RESTCredentials?
 
+    /// A store of static users whose keys are already derived, and optional REST secrets. Builds the
+    /// USERHASH index of the static users.
     public init(realm: String, users: [String: UserKeys] = [:], rest: RESTCredentials? = nil) {
         self.realm = realm
         self.users = users

@@ -13,6 +13,7 @@ public final class FleetHooks: Sendable {
     private let quotaBox = Mutex<(any QuotaAuthority)?>(nil)
     private let overloaded = Atomic<Bool>(false)
 
+    /// Hooks of a node without a fleet: no alternate chooser, no fleet-wide quota, not overloaded.
     public init() {}
 
     /// Installs the function that picks another node for a new client (nil removes it).

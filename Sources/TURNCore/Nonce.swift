@@ -3,7 +3,9 @@ public import STUNCodec
 /// The RFC 8489 security features a nonce cookie advertises (§9.2, bit order per erratum 6290:
 /// bit 0 is the least significant).
 public struct SecurityFeatures: OptionSet, Sendable, Hashable {
+    /// The 24 feature bits.
     public let rawValue: UInt32
+    /// Makes a feature set; bits above the low 24 are dropped.
     public init(rawValue: UInt32) { self.rawValue = rawValue & 0xFF_FFFF }
 
     /// The server offers PASSWORD-ALGORITHMS (and so protects against bid-down).
@@ -38,6 +40,13 @@ public struct NonceIssuer: Sendable {
     /// Features advertised in every nonce.
     public var features: SecurityFeatures
 
+    /// Makes an issuer.
+    ///
+    /// - Parameters:
+    ///   - secret: The HMAC key. Every shard of a server must use the same secret so that a nonce
+    ///     issued by one shard is valid on another; a new secret invalidates every nonce issued before.
+    ///   - lifetime: Seconds a nonce stays fresh (``lifetime``).
+    ///   - features: The features to advertise in every nonce.
     public init(secret: [UInt8] = STUNDigest.randomBytes(32), lifetime: UInt64 = 600, features: SecurityFeatures) {
         self.secret = secret
         self.lifetime = lifetime

@@ -2,7 +2,9 @@ public import STUNCodec
 
 /// An IP prefix such as `10.0.0.0/8` or `fe80::/10`.
 public struct CIDR: Hashable, Sendable, CustomStringConvertible {
+    /// The first address of the prefix: host bits are zero.
     public let address: IPAddress
+    /// The number of leading bits that count: 0–32 for IPv4, 0–128 for IPv6.
     public let prefixLength: Int
 
     /// Builds a prefix; host bits of `address` are cleared.
@@ -45,6 +47,7 @@ public struct CIDR: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// `address/prefixLength`, such as `10.0.0.0/8`.
     public var description: String { "\(address)/\(prefixLength)" }
 }
 
@@ -70,6 +73,7 @@ public struct PeerPolicy: Sendable, Hashable {
     /// Prefixes always denied.
     public var denied: [CIDR]
 
+    /// Makes a policy from the operator's lists; the default deny list always applies too.
     public init(allowed: [CIDR] = [], denied: [CIDR] = []) {
         self.allowed = allowed
         self.denied = denied
@@ -77,8 +81,11 @@ public struct PeerPolicy: Sendable, Hashable {
 
     /// Why a peer is refused, for logs and metrics.
     public enum Verdict: Equatable, Sendable {
+        /// The peer may be reached.
         case allowed
+        /// Refused by ``PeerPolicy/defaultDenied``.
         case deniedByDefault
+        /// Refused by the operator's ``PeerPolicy/denied`` list.
         case deniedByOperator
     }
 
@@ -124,7 +131,9 @@ public struct PeerPolicy: Sendable, Hashable {
 
 /// Client addresses refused service (403), from configuration.
 public struct ClientBanList: Sendable, Hashable {
+    /// The banned prefixes.
     public var prefixes: [CIDR]
+    /// Makes a ban list of `prefixes`.
     public init(_ prefixes: [CIDR] = []) { self.prefixes = prefixes }
 
     /// Whether `ip` (in any embedded form) is banned.

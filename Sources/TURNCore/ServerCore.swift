@@ -38,7 +38,9 @@ struct AuthContext {
 ///
 /// Not thread-safe by design: each shard owns one core and calls it from its serial queue only.
 public final class TURNServerCore {
+    /// The settings the core was made with; fixed for its lifetime.
     public let configuration: CoreConfiguration
+    /// The state this core shares with the other shards' cores: policy, quotas, draining, fleet.
     public let shared: SharedServerState
     var nonces: NonceIssuer
     /// Counters, summed across shards when scraped.
@@ -68,6 +70,14 @@ public final class TURNServerCore {
     /// How long a transaction's response is remembered for retransmissions (RFC 8489 §6.3.1).
     static let transactionMemoryMilliseconds: UInt64 = 40_000
 
+    /// Makes the core of one shard.
+    ///
+    /// - Parameters:
+    ///   - configuration: The TURN settings.
+    ///   - shared: The state shared by every shard's core; the core reads the policy in force from it.
+    ///   - relays: Opens and closes relay sockets. The core keeps it and calls it synchronously,
+    ///     from within its own methods.
+    ///   - nonceSecret: The key of the stateless nonces; give every shard of a server the same one.
     public init(
         configuration: CoreConfiguration, shared: SharedServerState,
         nonceSecret: [UInt8] = STUNDigest.randomBytes(32)

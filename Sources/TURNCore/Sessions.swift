@@ -2,15 +2,23 @@ public import STUNCodec
 
 /// One allocation as the sessions API shows it (`GET /sessions`): no key, no payload.
 public struct SessionInfo: Sendable, Equatable {
+    /// The allocation's random id (``Allocation/id``).
     public var id: UInt64
+    /// The user it was authenticated as.
     public var username: String
+    /// The client's 5-tuple.
     public var fiveTuple: FiveTuple
+    /// The relayed addresses as advertised to the client.
     public var relays: [TransportAddress]
     /// Milliseconds since the allocation was made, and until it expires.
     public var ageMilliseconds: UInt64
+    /// Milliseconds until the allocation expires unless refreshed; 0 if already past.
     public var lifetimeLeftMilliseconds: UInt64
+    /// Peer IPs with a live permission.
     public var permissions: [IPAddress]
+    /// Live channel numbers.
     public var channels: [UInt16]
+    /// What it has relayed so far.
     public var traffic: TrafficCounters
 }
 

@@ -3,11 +3,16 @@ import Synchronization
 
 /// The transport between a client and the server.
 public enum TransportProtocol: UInt8, Sendable, Hashable, CustomStringConvertible {
+    /// Plain UDP.
     case udp
+    /// TCP, with STUN and ChannelData framed on the stream (RFC 8656 §3.1).
     case tcp
+    /// TLS over TCP.
     case tls
+    /// DTLS over UDP (RFC 7350).
     case dtls
 
+    /// `udp`, `tcp`, `tls` or `dtls`, as used in logs and metric labels.
     public var description: String {
         switch self {
         case .udp: "udp"
@@ -20,16 +25,21 @@ public enum TransportProtocol: UInt8, Sendable, Hashable, CustomStringConvertibl
 
 /// The 5-tuple that names an allocation (RFC 8656 §2): client address, server address, transport.
 public struct FiveTuple: Hashable, Sendable, CustomStringConvertible {
+    /// The client's address as the server sees it (after any NAT).
     public var client: TransportAddress
+    /// The server's address the client reached (the listening socket's address).
     public var server: TransportAddress
+    /// The transport between them.
     public var transport: TransportProtocol
 
+    /// Makes a 5-tuple.
     @inlinable public init(client: TransportAddress, server: TransportAddress, transport: TransportProtocol) {
         self.client = client
         self.server = server
         self.transport = transport
     }
 
+    /// `transport client->server`, such as `udp 203.0.113.5:40000->192.0.2.10:3478`.
     public var description: String { "\(transport) \(client)->\(server)" }
 }
 
@@ -40,6 +50,7 @@ public struct CoreTime: Sendable, Hashable {
     /// Wall-clock seconds since 1970 (REST credential expiry).
     public var unixSeconds: Int64
 
+    /// Makes a time from a monotonic reading in milliseconds and a wall-clock reading in seconds.
     @inlinable public init(milliseconds: UInt64, unixSeconds: Int64) {
         self.milliseconds = milliseconds
         self.unixSeconds = unixSeconds
@@ -97,15 +108,20 @@ public struct CoreConfiguration: Sendable {
     /// Whether RFC 6062 TCP relays may be requested (REQUESTED-TRANSPORT TCP).
     public var tcpRelaysEnabled = true
 
+    /// The defaults listed on each property.
     public init() {}
 }
 
 /// What the operator can change at run time (reload): credentials and address policy.
 public struct CorePolicy: Sendable {
+    /// The static users, REST secrets and realm.
     public var credentials: CredentialStore
+    /// Which peer addresses allocations may reach.
     public var peers: PeerPolicy
+    /// Which client addresses are refused service.
     public var bannedClients: ClientBanList
 
+    /// Makes a policy; by default with the default peer policy and no banned clients.
     public init(credentials: CredentialStore, peers: PeerPolicy = PeerPolicy(), bannedClients: ClientBanList = .init())
     {
         self.credentials = credentials
@@ -126,6 +142,7 @@ public final class SharedServerState: Sendable {
     /// What a fleet decides for this node (nothing without `[fleet]`).
     public let fleet = FleetHooks()
 
+    /// Shared state with `policy` in force, no allocations, not draining and no capacity override.
     public init(policy: CorePolicy) { policyBox = Mutex(policy) }
 
     /// The policy in force.
@@ -199,6 +216,7 @@ public struct RelayEndpoint: Sendable, Hashable {
     /// The local address it is bound to.
     public var address: TransportAddress
 
+    /// Names a bound relay socket.
     public init(handle: Int32, address: TransportAddress) {
         self.handle = handle
         self.address = address
@@ -207,6 +225,7 @@ public struct RelayEndpoint: Sendable, Hashable {
 
 /// What the core asks of the I/O layer when it allocates.
 public struct RelayRequest: Sendable, Hashable {
+    /// The address family of the relayed address.
     public var family: AddressFamily
     /// RFC 8656 EVEN-PORT.
     public var evenPort = false
@@ -221,6 +240,7 @@ public struct RelayRequest: Sendable, Hashable {
     /// A UDP relay socket, or an RFC 6062 TCP relay (a listening socket for peer connections).
     public var transport: RelayTransport = .udp
 
+    /// A request for a UDP relay of `family` for the allocation in `slot`, with no other options.
     public init(family: AddressFamily, slot: Int) {
         self.family = family
         self.slot = slot
@@ -229,6 +249,8 @@ public struct RelayRequest: Sendable, Hashable {
 
 /// The I/O layer's answer to a `RelayRequest`.
 public enum RelayOpenResult: Sendable {
+    /// The socket is bound: its endpoint and, for EVEN-PORT with R=1, the RESERVATION-TOKEN of the
+    /// next port.
     case opened(RelayEndpoint, reservationToken: UInt64?)
     /// No port or socket could be had (508), or the token is unknown/expired (508).
     case failed(code: STUNErrorCode)
