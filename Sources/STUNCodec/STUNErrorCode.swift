@@ -25,6 +25,7 @@ public struct STUNErrorCode: RawRepresentable, Hashable, Sendable, ExpressibleBy
         rawValue = value
     }
 
+    /// The code as decimal digits (e.g. "401").
     public var description: String { String(rawValue) }
 
     /// 300 Try Alternate (RFC 8489).

@@ -75,8 +75,6 @@ public final class TURNServerCore {
     /// - Parameters:
     ///   - configuration: The TURN settings.
     ///   - shared: The state shared by every shard's core; the core reads the policy in force from it.
-    ///   - relays: Opens and closes relay sockets. The core keeps it and calls it synchronously,
-    ///     from within its own methods.
     ///   - nonceSecret: The key of the stateless nonces; give every shard of a server the same one.
     public init(
         configuration: CoreConfiguration, shared: SharedServerState,
