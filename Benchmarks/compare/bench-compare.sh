@@ -31,6 +31,9 @@
 # PORT_COTURN [35700], PORT_TRAVERSE [35800], PEERPORT [35900], OUT [/tmp/bench-compare.PID],
 # SCRATCH [.build-bench] (SwiftPM scratch path), SKIP_BUILD [0]. SERVERS="traverse fleet" compares
 # Traverse with [fleet] on (a loopback redis-server, FLEET_REDIS_PORT [36379]) against off.
+# SERVERS="coturn before traverse" adds another Traverse build, TRAVERSE_BEFORE (a path to its
+# `traverse` binary, e.g. built from an earlier commit), in the same rounds: a before/after table.
+# The first server of SERVERS is the baseline; every other one gets its column and its ratio.
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
@@ -172,6 +175,15 @@ start_traverse() { # start_traverse ROUND
         SERVER_ERROR="Traverse exited before announcing its listeners (is its TURN server built yet?); its output: $(head -c 300 "$OUT/traverse-$1.log" | tr '\n' ' ')"
     fi
     return 1
+}
+
+# Another build of Traverse (TRAVERSE_BEFORE), on the same port and with the same settings.
+start_before() { # start_before ROUND
+    if [[ -z "${TRAVERSE_BEFORE:-}" ]]; then
+        SERVER_ERROR="SERVERS names 'before' but TRAVERSE_BEFORE is not set"
+        return 1
+    fi
+    TRAVERSE="$TRAVERSE_BEFORE" start_traverse "$1"
 }
 
 # The same Traverse as a node of a one-node fleet: a redis-server on loopback (started once,
@@ -399,18 +411,23 @@ def med(server, load, metric):
 def show(v, digits):
     return "-" if v is None else f"{v:,.{digits}f}"
 print()
-# Columns: the first two servers of SERVERS (baseline, then the one compared with it).
-A, B = (sys.argv[2:4] + ["coturn", "traverse"])[:2] if len(sys.argv) > 3 else ("coturn", "traverse")
-print(f"{'load':<10} {'figure':<28} {A:>14} {B:>14} {B + '/' + A:>16}  (medians)")
-print("-" * 88)
+# Columns: every server of SERVERS (the first is the baseline), then each other one's ratio to it.
+servers = sys.argv[2:] if len(sys.argv) > 3 else ["coturn", "traverse"]
+A, others = servers[0], servers[1:]
+header = f"{'load':<10} {'figure':<28} " + " ".join(f"{s:>14}" for s in servers)
+header += " " + " ".join(f"{s + '/' + A:>16}" for s in others) + "  (medians)"
+print(header)
+print("-" * len(header))
 for load in loads:
     for metric, label, digits in metrics:
-        c, t = med(A, load, metric), med(B, load, metric)
-        if c is None and t is None:
+        meds = [med(s, load, metric) for s in servers]
+        if all(m is None for m in meds):
             continue
-        ratio = "-" if (c is None or t is None or c == 0) else f"{t / c:.2f}"
-        print(f"{load:<10} {label:<28} {show(c, digits):>14} {show(t, digits):>14} {ratio:>16}")
-    for server in (A, B):
+        base = meds[0]
+        ratios = ["-" if (base is None or m is None or base == 0) else f"{m / base:.2f}" for m in meds[1:]]
+        print(f"{load:<10} {label:<28} " + " ".join(f"{show(m, digits):>14}" for m in meds) + " "
+              + " ".join(f"{r:>16}" for r in ratios))
+    for server in servers:
         if failed[(server, load)]:
             print(f"{load:<10} {server + ' FAILED runs':<28} {failed[(server, load)]:>14}")
 print()
