@@ -120,7 +120,7 @@ let package = Package(
                 "TURNRelay", "TURNCore", "STUNCodec", "TraverseOps", "COpenSSL",
                 .product(name: "Logging", package: "swift-log"),
             ]),
-        .testTarget(name: "TraverseOpsTests", dependencies: ["TraverseOps", "TURNCore", "STUNCodec"]),
+        .testTarget(name: "TraverseOpsTests", dependencies: ["TraverseOps", "TURNRelay", "TURNCore", "STUNCodec"]),
         .testTarget(name: "TraverseFleetTests", dependencies: ["TraverseFleet", "TURNCore", "STUNCodec"]),
         .testTarget(name: "TraverseLoadTests", dependencies: ["TraverseLoad", "STUNCodec", "CSRTP", "CSRTPCrypto"]),
     ]
