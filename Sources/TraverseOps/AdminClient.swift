@@ -92,7 +92,8 @@ public enum AdminClient {
                 Response(
                     status: response.statusCode.code, headers: headers, body: String(decoding: data, as: UTF8.self)))
         } catch {
-            return .failure(Failure(description: "\(address): \(error)"))
+            // FlyingSocks reports a refused connection as `disconnected`.
+            return .failure(Failure(description: "cannot reach the admin endpoint at \(address): \(error)"))
         }
     }
 }
