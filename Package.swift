@@ -22,6 +22,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/swhitty/FlyingFox", from: "0.27.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // System libraries, found through pkg-config.
@@ -81,6 +82,8 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "FlyingFox", package: "FlyingFox"),
                 .product(name: "FlyingSocks", package: "FlyingFox"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]
         ),
         // The thin executable.
@@ -89,6 +92,7 @@ let package = Package(
             dependencies: [
                 "TraverseOps", "TURNRelay",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -116,7 +120,7 @@ let package = Package(
                 "TURNRelay", "TURNCore", "STUNCodec", "TraverseOps", "COpenSSL",
                 .product(name: "Logging", package: "swift-log"),
             ]),
-        .testTarget(name: "TraverseOpsTests", dependencies: ["TraverseOps", "TURNCore", "STUNCodec"]),
+        .testTarget(name: "TraverseOpsTests", dependencies: ["TraverseOps", "TURNRelay", "TURNCore", "STUNCodec"]),
         .testTarget(name: "TraverseFleetTests", dependencies: ["TraverseFleet", "TURNCore", "STUNCodec"]),
         .testTarget(name: "TraverseLoadTests", dependencies: ["TraverseLoad", "STUNCodec", "CSRTP", "CSRTPCrypto"]),
     ]

@@ -1,22 +1,39 @@
+import CTraverseSystem
 public import TURNCore
 
-/// The sessions API over every shard: each shard is read and changed on its own queue.
+/// The sessions API over every shard, and the non-blocking hop onto a shard's queue that every
+/// snapshot of `RelayServer` uses: callers are Swift-concurrency tasks (sampler, `/metrics`, the
+/// console), which must never block a thread of the cooperative pool on `queue.sync`.
 extension RelayServer {
     /// Every allocation on this server.
-    public func sessions() -> [SessionInfo] {
-        shards.flatMap { shard in shard.onQueue { shard.sessions() } }
+    public func sessions() async -> [SessionInfo] {
+        var all: [SessionInfo] = []
+        for shard in shards { all += await shard.snapshot(ring: true) { shard.sessions() } }
+        return all
     }
 
     /// Ends the selected allocations on every shard; how many.
     @discardableResult
-    public func endSessions(_ selector: SessionSelector) -> Int {
-        shards.reduce(0) { n, shard in n + shard.onQueue { shard.endSessions(selector) } }
+    public func endSessions(_ selector: SessionSelector) async -> Int {
+        var n = 0
+        for shard in shards { n += await shard.snapshot(ring: true) { shard.endSessions(selector) } }
+        return n
+    }
+
+    /// Runs every shard's sweep now (after a ban: its allocations end at once); returns once
+    /// every shard has swept.
+    public func sweepNow() async {
+        for shard in shards { await shard.snapshot { shard.sweep() } }
     }
 }
 
-extension RelayServer {
-    /// Runs every shard's sweep now (after a ban: its allocations end at once).
-    public func sweepNow() {
-        for shard in shards { shard.queue.async { shard.sweep() } }
+extension Shard {
+    /// Runs `work` on this shard's queue and resumes the caller with its result, without
+    /// blocking a thread. `ring` wakes a shard lingering in its poll loop first (as `onQueue`).
+    func snapshot<T: Sendable>(ring: Bool = false, _ work: @escaping @Sendable () -> T) async -> T {
+        if ring { traverse_doorbell_ring(doorbell) }
+        return await withCheckedContinuation { continuation in
+            queue.async { continuation.resume(returning: work()) }
+        }
     }
 }

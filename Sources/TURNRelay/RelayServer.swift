@@ -166,24 +166,24 @@ public final class RelayServer: @unchecked Sendable {
         for shard in shards { shard.queue.sync { shard.stop() } }
     }
 
-    /// Counters summed over the shards (each read on its own queue).
-    public func counters() -> CoreCounters {
+    /// Counters summed over the shards, each read on its own queue without blocking the caller.
+    public func counters() async -> CoreCounters {
         var total = CoreCounters()
-        for shard in shards { total.add(shard.queue.sync { shard.core.counters }) }
+        for shard in shards { total.add(await shard.snapshot { shard.core.counters }) }
         return total
     }
 
     /// Stream counters summed over the shards.
-    public func streamCounters() -> StreamCounters {
+    public func streamCounters() async -> StreamCounters {
         var total = StreamCounters()
-        for shard in shards { total.add(shard.queue.sync { shard.streamCounters }) }
+        for shard in shards { total.add(await shard.snapshot { shard.streamCounters }) }
         return total
     }
 
     /// DTLS admission counters summed over the shards.
-    public func dtlsCounters() -> DTLSCounters {
+    public func dtlsCounters() async -> DTLSCounters {
         var total = DTLSCounters()
-        for shard in shards { total.add(shard.queue.sync { shard.dtls.counters }) }
+        for shard in shards { total.add(await shard.snapshot { shard.dtls.counters }) }
         return total
     }
 
@@ -191,13 +191,17 @@ public final class RelayServer: @unchecked Sendable {
     public var allocationCount: Int { shared.allocationCount }
 
     /// UDP GSO and GRO counters of all shards.
-    public func offloadCounters() -> OffloadCounters {
-        shards.reduce(OffloadCounters()) { sum, shard in sum + shard.queue.sync { shard.offload } }
+    public func offloadCounters() async -> OffloadCounters {
+        var total = OffloadCounters()
+        for shard in shards { total = total + (await shard.snapshot { shard.offload }) }
+        return total
     }
 
     /// Kernel receive-queue drops on all sockets.
-    public func kernelDrops() -> Int64 {
-        shards.reduce(0) { sum, shard in sum + shard.queue.sync { shard.kernelDrops } }
+    public func kernelDrops() async -> Int64 {
+        var total: Int64 = 0
+        for shard in shards { total += await shard.snapshot { shard.kernelDrops } }
+        return total
     }
 
     /// Relay ports still free for `family`.

@@ -15,7 +15,7 @@ extension AdminServer {
         -> HTTPResponse
 
     static func fleetRoutes(_ http: HTTPServer, operations ops: Operations, token: String?, guarded: Guard) async {
-        await http.appendRoute("GET /fleet", handler: guarded { _ in encoded(.ok, FleetView.make(ops)) })
+        await http.appendRoute("GET /fleet", handler: guarded { _ in encoded(.ok, await FleetView.make(ops)) })
         await http.appendRoute("GET /bans", handler: guarded { _ in encoded(.ok, BanView.make(ops)) })
         await http.appendRoute(
             "POST /bans",
@@ -25,18 +25,16 @@ extension AdminServer {
                 do {
                     ban = try JSONDecoder().decode(BanRequest.self, from: body)
                 } catch {
-                    return json(
-                        .badRequest,
-                        "{\"error\": \"expected {\\\"cidr\\\": …, \\\"reason\\\": …, \\\"expires_in\\\": …}\"}\n")
+                    return refusal(.badRequest, "expected {\"cidr\": …, \"reason\": …, \"expires_in\": …}")
                 }
                 guard let prefix = CIDR(ban.cidr) else {
-                    return json(.badRequest, "{\"error\": \"cidr: not an address or prefix\"}\n")
+                    return refusal(.badRequest, "cidr: not an address or prefix")
                 }
                 if let e = ban.expiresIn, e <= 0 || e > 10 * 365 * 86_400 {
-                    return json(.badRequest, "{\"error\": \"expires_in: seconds, 1 to 315360000\"}\n")
+                    return refusal(.badRequest, "expires_in: seconds, 1 to 315360000")
                 }
                 if let r = ban.reason, r.utf8.count > 256 {
-                    return json(.badRequest, "{\"error\": \"reason: at most 256 bytes\"}\n")
+                    return refusal(.badRequest, "reason: at most 256 bytes")
                 }
                 let now = Int64(FleetBoard.nowMilliseconds() / 1000)
                 let record = BanRecord(
@@ -57,15 +55,15 @@ extension AdminServer {
         let unban: @Sendable (HTTPRequest) async -> HTTPResponse = { request in
             let text = String(request.path.dropFirst("/bans/".count)).removingPercentEncoding ?? ""
             guard let prefix = CIDR(text) else {
-                return json(.badRequest, "{\"error\": \"not an address or prefix: /bans/ADDRESS[/LENGTH]\"}\n")
+                return refusal(.badRequest, "not an address or prefix: /bans/ADDRESS[/LENGTH]")
             }
             var removed = ops.server.bans.remove(prefix.description, now: Int64(FleetBoard.nowMilliseconds() / 1000))
             if let fleet = ops.fleet {
                 removed = ((try? await fleet.coordinator.unban(prefix.description)) ?? false) || removed
             }
             return removed
-                ? json(.ok, "{\"removed\": \(jsonString(prefix.description))}\n")
-                : json(.notFound, "{\"error\": \"no ban on \(prefix.description)\"}\n")
+                ? answer(.ok, RemovedAnswer(removed: prefix.description))
+                : refusal(.notFound, "no ban on \(prefix.description)")
         }
         await http.appendRoute("DELETE /bans/*", handler: guarded(unban))
         await http.appendRoute("DELETE /bans/*/*", handler: guarded(unban))
@@ -73,7 +71,7 @@ extension AdminServer {
         await http.appendRoute(
             "GET /sessions",
             handler: guarded { request in
-                var sessions = SessionView.local(ops)
+                var sessions = await SessionView.local(ops)
                 if request.query["fleet"] == "1", let fleet = ops.fleet {
                     sessions += await SessionView.remote(fleet, token: token)
                 }
@@ -83,44 +81,52 @@ extension AdminServer {
             "DELETE /sessions/*",
             handler: guarded { request in
                 guard let id = UInt64(request.path.dropFirst("/sessions/".count), radix: 16) else {
-                    return json(.badRequest, "{\"error\": \"a session id is 16 hex digits\"}\n")
+                    return refusal(.badRequest, "a session id is 16 hex digits")
                 }
-                let ended = ops.server.relay.endSessions(.id(id))
+                let ended = await ops.server.relay.endSessions(.id(id))
                 if ended == 0, let fleet = ops.fleet {
                     let published = (try? await fleet.coordinator.publishEvent(.kill(node: "*", id: String(id)))) != nil
-                    return json(.accepted, "{\"ended\": 0, \"published\": \(published)}\n")
+                    return answer(.accepted, EndedAnswer(ended: 0, published: published))
                 }
-                return ended > 0 ? json(.ok, "{\"ended\": \(ended)}\n") : json(.notFound, "{\"ended\": 0}\n")
+                return answer(ended > 0 ? .ok : .notFound, EndedAnswer(ended: ended))
             })
         await http.appendRoute(
             "DELETE /sessions",
             handler: guarded { request in
                 guard let user = request.query["user"], !user.isEmpty else {
-                    return json(.badRequest, "{\"error\": \"DELETE /sessions?user=NAME or /sessions/{id}\"}\n")
+                    return refusal(.badRequest, "DELETE /sessions?user=NAME or /sessions/{id}")
                 }
-                let ended = ops.server.relay.endSessions(.users { $0 == user })
+                let ended = await ops.server.relay.endSessions(.users { $0 == user })
                 var published = false
                 if let fleet = ops.fleet {
                     let hash = fleet.coordinator.identity.userHash(user)
                     published = (try? await fleet.coordinator.publishEvent(.killUser(userHash: hash))) != nil
                 }
-                return json(.ok, "{\"ended\": \(ended), \"published\": \(published)}\n")
+                return answer(.ok, EndedAnswer(ended: ended, published: published))
             })
     }
 
+    /// `value` as a compact JSON answer (`JSONText.compact`).
     static func encoded<T: Encodable>(_ status: HTTPStatusCode, _ value: T) -> HTTPResponse {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        guard let data = try? encoder.encode(value) else { return json(.internalServerError, "{}\n") }
-        return json(status, String(decoding: data, as: UTF8.self) + "\n")
+        json(status, JSONText.compact(value) + "\n")
     }
 }
 
-/// `POST /bans`.
-struct BanRequest: Decodable {
-    var cidr: String
-    var reason: String?
-    var expiresIn: Int?
+/// `POST /bans` (sent by `traverse ban`).
+public struct BanRequest: Codable, Sendable {
+    /// The address or prefix to ban.
+    public var cidr: String
+    /// Why (kept with the ban, never sent to the client).
+    public var reason: String?
+    /// Seconds until the ban lapses; nil: until removed.
+    public var expiresIn: Int?
+
+    /// A request for these values.
+    public init(cidr: String, reason: String? = nil, expiresIn: Int? = nil) {
+        self.cidr = cidr
+        self.reason = reason
+        self.expiresIn = expiresIn
+    }
     enum CodingKeys: String, CodingKey {
         case cidr, reason
         case expiresIn = "expires_in"
@@ -172,10 +178,10 @@ struct FleetView: Encodable {
         case redisUp = "redis_up"
     }
 
-    static func make(_ ops: Operations) -> FleetView {
+    static func make(_ ops: Operations) async -> FleetView {
         let now = FleetBoard.nowMilliseconds()
         guard let fleet = ops.fleet else {
-            let r = ops.loadReport()
+            let r = await ops.loadReport()
             let state = r.draining ? "draining" : r.allocations >= r.capacity ? "full" : "ready"
             return FleetView(
                 selfID: nil, redisUp: nil,
@@ -226,10 +232,10 @@ struct SessionView: Codable {
     }
 
     /// This node's sessions; client addresses redacted unless the operator opted in.
-    static func local(_ ops: Operations) -> [SessionView] {
+    static func local(_ ops: Operations) async -> [SessionView] {
         let full = !ops.configuration.redactAddresses
         let node = ops.fleet?.coordinator.configuration.nodeID
-        return ops.server.relay.sessions().map { s in
+        return await ops.server.relay.sessions().map { s in
             let families = Set(s.relays.map(\.family))
             return SessionView(
                 id: String(s.id, radix: 16), node: node, user: s.username, transport: "\(s.fiveTuple.transport)",

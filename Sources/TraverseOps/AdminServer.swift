@@ -146,28 +146,27 @@ public final class AdminServer: Sendable {
             handler: guarded { _ in
                 var headers = HTTPHeaders()
                 headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
-                return HTTPResponse(statusCode: .ok, headers: headers, body: Data(ops.scrape().utf8))
+                return HTTPResponse(statusCode: .ok, headers: headers, body: Data(await ops.scrape().utf8))
             })
         await http.appendRoute(
             "GET /load",
             handler: guarded { _ in
-                json(.ok, ops.loadReport().encoded() + "\n")
+                json(.ok, await ops.loadReport().encoded() + "\n")
             })
         await http.appendRoute(
             "POST /drain",
             handler: guarded { _ in
                 let started = ops.startDrain(trigger: "http")
-                let body =
-                    "{\"draining\": true, \"started\": \(started), \"allocations\": \(ops.server.shared.allocationCount)}\n"
-                return json(.accepted, body)
+                return answer(
+                    .accepted,
+                    DrainAnswer(draining: true, started: started, allocations: ops.server.shared.allocationCount))
             })
         await http.appendRoute(
             "POST /reload",
             handler: guarded { _ in
                 switch ops.reload(trigger: "http") {
-                case .success: return json(.ok, "{\"reloaded\": true}\n")
-                case .failure(let e):
-                    return json(.badRequest, "{\"reloaded\": false, \"reason\": \(jsonString(e.description))}\n")
+                case .success: return answer(.ok, ReloadAnswer(reloaded: true))
+                case .failure(let e): return answer(.badRequest, ReloadAnswer(reloaded: false, reason: e.description))
                 }
             })
         await fleetRoutes(http, operations: ops, token: token, guarded: guarded)
@@ -203,9 +202,6 @@ public final class AdminServer: Sendable {
         headers[.contentType] = "application/json"
         return HTTPResponse(statusCode: status, headers: headers, body: Data(body.utf8))
     }
-
-    /// A JSON string literal of `s`.
-    static func jsonString(_ s: String) -> String { StructuredLogHandler.json(s) }
 
     /// Compares without an early exit, so the time taken does not reveal the matching prefix.
     static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {

@@ -1,13 +1,12 @@
 import STUNCodec
-import TOMLKit
 public import TraverseFleet
 
 #if canImport(Glibc)
     import Glibc
 #endif
 
-/// The `[fleet]` section: parsed into plain fields by `ConfigurationLoader`, checked and turned
-/// into a `FleetConfiguration` here. A bad value is one line naming the key (exit 2).
+/// The `[fleet]` section: parsed into plain fields through the key table (`ConfigurationKeys`),
+/// checked together and turned into a `FleetConfiguration` here. A bad value is one line naming the key (exit 2).
 extension TraverseConfiguration {
     /// The fleet settings, or nil when `fleet.redis` is not set (a node on its own).
     public func fleetConfiguration() throws(ConfigurationError) -> FleetConfiguration? {
@@ -49,40 +48,5 @@ extension TraverseConfiguration {
         var buffer = [CChar](repeating: 0, count: 256)
         guard gethostname(&buffer, buffer.count) == 0 else { return "traverse" }
         return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
-}
-
-extension ConfigurationLoader {
-    static func applyFleet(key: String, value v: TOMLValue, to c: inout TraverseConfiguration)
-        throws(ConfigurationError)
-    {
-        let name = "fleet.\(key)"
-        switch key {
-        case "redis":
-            let s = try string(name, v)
-            guard RedisEndpoint(url: s) != nil else {
-                throw ConfigurationError(key: name, reason: "expected redis://[:password@]host:port[/db]")
-            }
-            c.fleetRedis = s
-        case "node_id": c.fleetNodeID = try string(name, v)
-        case "secret": c.fleetSecret = try string(name, v)
-        case "advertise": c.fleetAdvertise = try strings(name, v)
-        case "publish_interval": c.fleetPublishInterval = try number(name, v, 0.1...60)
-        case "redirect_load": c.fleetRedirectLoad = try number(name, v, 0...1)
-        case "on_redis_down": c.fleetOnRedisDown = try string(name, v)
-        default: throw ConfigurationError(key: name, reason: "unknown key")
-        }
-    }
-
-    static func number(_ key: String, _ v: TOMLValue, _ range: ClosedRange<Double>) throws(ConfigurationError)
-        -> Double
-    {
-        guard let x = v.double ?? v.int.map(Double.init) else {
-            throw ConfigurationError(key: key, reason: "expected a number")
-        }
-        guard range.contains(x) else {
-            throw ConfigurationError(key: key, reason: "must be between \(range.lowerBound) and \(range.upperBound)")
-        }
-        return x
     }
 }

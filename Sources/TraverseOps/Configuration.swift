@@ -18,81 +18,84 @@ public struct ConfigurationError: Error, CustomStringConvertible, Sendable, Equa
 }
 
 /// Everything Traverse can be configured with. Defaults are the zero-setup loopback server of
-/// `make run`. Every key is documented in Docs/configuration.md.
+/// `make run`; each is written once, in the key table (`ConfigurationKeys`), which also checks
+/// the file's values. Every key is documented in Docs/configuration.md.
 public struct TraverseConfiguration: Sendable {
     // [server]
-    public var listen: [TransportAddress] = [TransportAddress("127.0.0.1:3478")!, TransportAddress("[::1]:3478")!]
+    public var listen: [TransportAddress] = K.listen.defaultValue
     /// TLS listeners; nil means the default: loopback port 5349 when `listen` is the default
     /// too (the zero-setup server), none otherwise.
-    public var tlsListen: [TransportAddress]? = nil
-    public var shards = 0
-    public var udpGSO = true
-    public var udpGRO = true
-    public var pollLingerMicroseconds = 500
-    public var software: String? = nil
-    public var stateDirectory = ".traverse"
+    public var tlsListen: [TransportAddress]? = K.tlsListen.defaultValue
+    public var shards: Int = K.shards.defaultValue
+    public var udpGSO: Bool = K.udpGSO.defaultValue
+    public var udpGRO: Bool = K.udpGRO.defaultValue
+    public var pollLingerMicroseconds: Int = K.pollLinger.defaultValue
+    public var software: String? = K.software.defaultValue
+    public var stateDirectory: String = K.stateDirectory.defaultValue
     // [log]
-    public var logLevel = "info"
-    public var logFormat = "logfmt"
-    public var redactAddresses = true
+    public var logLevel: String = K.logLevel.defaultValue
+    public var logFormat: String = K.logFormat.defaultValue
+    public var redactAddresses: Bool = K.redactAddresses.defaultValue
     // [auth]
-    public var realm = "traverse"
-    public var users: [String: String] = [:]
-    public var usersFile: String? = nil
-    public var secrets: [String] = []
-    public var restSeparator: Character = ":"
-    public var nonceLifetime: UInt64 = 600
+    public var realm: String = K.realm.defaultValue
+    public var users: [String: String] = K.users.defaultValue
+    public var usersFile: String? = K.usersFile.defaultValue
+    public var secrets: [String] = K.secrets.defaultValue
+    public var restSeparator: Character = K.restSeparator.defaultValue
+    public var nonceLifetime: UInt64 = K.nonceLifetime.defaultValue
     // [relay]
-    public var relayAddresses: [IPAddress] = []
-    public var externalAddresses: [IPAddress: IPAddress] = [:]
-    public var portRange: ClosedRange<UInt16> = 49152...65535
-    public var allowPeers: [CIDR] = []
-    public var denyPeers: [CIDR] = []
-    public var bannedClients: [CIDR] = []
+    public var relayAddresses: [IPAddress] = K.relayAddresses.defaultValue
+    public var externalAddresses: [IPAddress: IPAddress] = K.externalAddresses.defaultValue
+    public var portRange: ClosedRange<UInt16> = K.portRange.defaultValue
+    public var allowPeers: [CIDR] = K.allowPeers.defaultValue
+    public var denyPeers: [CIDR] = K.denyPeers.defaultValue
+    public var bannedClients: [CIDR] = K.bannedClients.defaultValue
     // [limits]
-    public var maxAllocations = 10_000
-    public var maxAllocationsPerUser = 10
-    public var maxPermissionsPerAllocation = 32
-    public var maxChannelsPerAllocation = 32
-    public var defaultLifetime: UInt32 = 600
-    public var maxLifetime: UInt32 = 3600
-    public var bandwidthPerAllocation = 0
-    public var unauthenticatedRate = 50
-    public var challengeOverflowBytes = 196_608
-    public var unauthenticatedReasonPhrases = false
-    public var legacyChannelNumbers = false
-    public var maxConnections = 10_000
-    public var maxConnectionsPerSource = 256
-    public var dtls = DTLSLimits()
-    public var idleConnectionTimeout: UInt64 = 30
+    public var maxAllocations: Int = K.maxAllocations.defaultValue
+    public var maxAllocationsPerUser: Int = K.maxAllocationsPerUser.defaultValue
+    public var maxPermissionsPerAllocation: Int = K.maxPermissions.defaultValue
+    public var maxChannelsPerAllocation: Int = K.maxChannels.defaultValue
+    public var defaultLifetime: UInt32 = K.defaultLifetime.defaultValue
+    public var maxLifetime: UInt32 = K.maxLifetime.defaultValue
+    public var bandwidthPerAllocation: Int = K.bandwidth.defaultValue
+    public var unauthenticatedRate: Int = K.unauthenticatedRate.defaultValue
+    public var challengeOverflowBytes: Int = K.challengeOverflow.defaultValue
+    public var unauthenticatedReasonPhrases: Bool = K.reasonPhrases.defaultValue
+    public var legacyChannelNumbers: Bool = K.legacyChannelNumbers.defaultValue
+    public var maxConnections: Int = K.maxConnections.defaultValue
+    public var maxConnectionsPerSource: Int = K.maxConnectionsPerSource.defaultValue
+    public var dtls: DTLSLimits = K.dtlsDefaults
+    public var idleConnectionTimeout: UInt64 = K.idleTimeout.defaultValue
     // [tls]
-    public var certificateFile: String? = nil
-    public var privateKeyFile: String? = nil
+    public var certificateFile: String? = K.certificate.defaultValue
+    public var privateKeyFile: String? = K.privateKey.defaultValue
     // [admin]
-    public var adminListen: TransportAddress? = TransportAddress("127.0.0.1:9641")
-    public var adminToken: String? = nil
+    public var adminListen: TransportAddress? = K.adminListen.defaultValue
+    public var adminToken: String? = K.adminToken.defaultValue
     /// Names (or `NAME:PORT`) the admin endpoint answers to besides its bound address, e.g. the
     /// name Prometheus scrapes it by.
-    public var adminAllowedHosts: [String] = []
-    public var alternateServers: [TransportAddress] = []
-    public var alternateDomain: String? = nil
-    public var drainTimeout: Int = 60
+    public var adminAllowedHosts: [String] = K.allowedHosts.defaultValue
+    public var alternateServers: [TransportAddress] = K.alternateServers.defaultValue
+    public var alternateDomain: String? = K.alternateDomain.defaultValue
+    public var drainTimeout: Int = K.drainTimeout.defaultValue
     /// Relay throughput (bits per second, in plus out) that counts as full load in the load
     /// score; 0 leaves throughput out of the score.
-    public var maxBitsPerSecond = 0
+    public var maxBitsPerSecond: Int = K.maxBitsPerSecond.defaultValue
     // [fleet] (Configuration+Fleet.swift); no fleet while `fleetRedis` is nil.
-    public var fleetRedis: String? = nil
-    public var fleetNodeID: String? = nil
-    public var fleetSecret: String? = nil
-    public var fleetAdvertise: [String] = []
-    public var fleetPublishInterval = 1.0
-    public var fleetRedirectLoad = 0.8
-    public var fleetOnRedisDown = "local"
+    public var fleetRedis: String? = K.fleetRedis.defaultValue
+    public var fleetNodeID: String? = K.fleetNodeID.defaultValue
+    public var fleetSecret: String? = K.fleetSecret.defaultValue
+    public var fleetAdvertise: [String] = K.fleetAdvertise.defaultValue
+    public var fleetPublishInterval: Double = K.fleetPublishInterval.defaultValue
+    public var fleetRedirectLoad: Double = K.fleetRedirectLoad.defaultValue
+    public var fleetOnRedisDown: String = K.fleetOnRedisDown.defaultValue
+
+    private typealias K = ConfigurationKeys
 
     public init() {}
 
     /// The default UDP/TCP listeners.
-    public static let defaultListen = [TransportAddress("127.0.0.1:3478")!, TransportAddress("[::1]:3478")!]
+    public static let defaultListen: [TransportAddress] = K.listen.defaultValue
     /// The default TLS listeners of the zero-setup server.
     public static let defaultTLSListen = [TransportAddress("127.0.0.1:5349")!, TransportAddress("[::1]:5349")!]
 

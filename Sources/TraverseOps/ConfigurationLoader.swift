@@ -40,132 +40,15 @@ public enum ConfigurationLoader {
         return try parse(text)
     }
 
+    /// Applies `section.key = v` through the key table; an unknown key is refused.
     static func apply(section: String, key: String, value v: TOMLValue, to c: inout TraverseConfiguration)
         throws(ConfigurationError)
     {
         let name = "\(section).\(key)"
-        switch name {
-        case "server.listen": c.listen = try addresses(name, v)
-        case "server.tls_listen": c.tlsListen = try addresses(name, v)
-        case "server.shards": c.shards = try int(name, v, 0...256)
-        case "server.udp_gso": c.udpGSO = try bool(name, v)
-        case "server.udp_gro": c.udpGRO = try bool(name, v)
-        case "server.poll_linger_us": c.pollLingerMicroseconds = try int(name, v, 0...10_000)
-        case "server.software":
-            let s = try string(name, v)
-            c.software = s.isEmpty ? nil : s
-        case "server.state_directory": c.stateDirectory = try string(name, v)
-        case "log.level":
-            let s = try string(name, v)
-            guard logLevels.contains(s) else {
-                throw ConfigurationError(key: name, reason: "expected one of \(logLevels.joined(separator: ", "))")
-            }
-            c.logLevel = s
-        case "log.format":
-            let s = try string(name, v)
-            guard s == "logfmt" || s == "json" else {
-                throw ConfigurationError(key: name, reason: "expected \"logfmt\" or \"json\"")
-            }
-            c.logFormat = s
-        case "log.redact_addresses": c.redactAddresses = try bool(name, v)
-        case "auth.realm":
-            let s = try string(name, v)
-            guard !s.isEmpty, s.count < 128 else {
-                throw ConfigurationError(key: name, reason: "must be 1 to 127 characters")
-            }
-            c.realm = s
-        case "auth.users":
-            guard let t = v.table else {
-                throw ConfigurationError(key: name, reason: "expected a table of name = \"password\"")
-            }
-            var users: [String: String] = [:]
-            for (user, p) in t {
-                guard let password = p.tomlValue.string, !password.isEmpty else {
-                    throw ConfigurationError(key: "\(name).\(user)", reason: "expected a non-empty password string")
-                }
-                users[user] = password
-            }
-            c.users = users
-        case "auth.users_file":
-            let path = try string(name, v)
-            c.usersFile = path.isEmpty ? nil : path
-        case "auth.secrets": c.secrets = try strings(name, v)
-        case "auth.rest_separator":
-            let s = try string(name, v)
-            guard s.count == 1 else { throw ConfigurationError(key: name, reason: "expected exactly one character") }
-            c.restSeparator = s.first!
-        case "auth.nonce_lifetime": c.nonceLifetime = UInt64(try int(name, v, 30...86_400))
-        case "relay.addresses": c.relayAddresses = try ips(name, v)
-        case "relay.external_addresses":
-            guard let t = v.table else {
-                throw ConfigurationError(key: name, reason: "expected a table of \"private\" = \"public\"")
-            }
-            var map: [IPAddress: IPAddress] = [:]
-            for (priv, pub) in t {
-                guard let a = IPAddress(priv), let s = pub.tomlValue.string, let b = IPAddress(s), a.family == b.family
-                else {
-                    throw ConfigurationError(key: "\(name).\(priv)", reason: "expected two IP addresses of one family")
-                }
-                map[a] = b
-            }
-            c.externalAddresses = map
-        case "relay.port_range": c.portRange = try portRange(name, try string(name, v))
-        case "relay.allow_peers": c.allowPeers = try cidrs(name, v)
-        case "relay.deny_peers": c.denyPeers = try cidrs(name, v)
-        case "relay.banned_clients": c.bannedClients = try cidrs(name, v)
-        case "limits.max_allocations": c.maxAllocations = try int(name, v, 1...1_000_000)
-        case "limits.max_allocations_per_user": c.maxAllocationsPerUser = try int(name, v, 1...100_000)
-        case "limits.max_permissions_per_allocation": c.maxPermissionsPerAllocation = try int(name, v, 1...1024)
-        case "limits.max_channels_per_allocation": c.maxChannelsPerAllocation = try int(name, v, 1...4096)
-        case "limits.default_lifetime": c.defaultLifetime = UInt32(try int(name, v, 60...86_400))
-        case "limits.max_lifetime": c.maxLifetime = UInt32(try int(name, v, 60...86_400))
-        case "limits.bandwidth_per_allocation": c.bandwidthPerAllocation = try int(name, v, 0...1_000_000_000)
-        case "limits.unauthenticated_rate": c.unauthenticatedRate = try int(name, v, 0...1_000_000)
-        case "limits.challenge_overflow_bytes": c.challengeOverflowBytes = try int(name, v, 0...100_000_000)
-        case "limits.unauthenticated_reason_phrases": c.unauthenticatedReasonPhrases = try bool(name, v)
-        case "limits.legacy_channel_numbers": c.legacyChannelNumbers = try bool(name, v)
-        case "limits.max_connections": c.maxConnections = try int(name, v, 1...1_000_000)
-        case "limits.max_connections_per_source": c.maxConnectionsPerSource = try int(name, v, 1...100_000)
-        case "limits.max_dtls_sessions": c.dtls.maxSessions = try int(name, v, 1...1_000_000)
-        case "limits.max_dtls_sessions_per_source": c.dtls.maxSessionsPerSource = try int(name, v, 1...100_000)
-        case "limits.max_dtls_handshakes": c.dtls.maxHandshakes = try int(name, v, 1...1_000_000)
-        case "limits.max_dtls_handshakes_per_source": c.dtls.maxHandshakesPerSource = try int(name, v, 1...100_000)
-        case "limits.idle_connection_timeout": c.idleConnectionTimeout = UInt64(try int(name, v, 1...86_400))
-        case "tls.certificate": c.certificateFile = try string(name, v)
-        case "tls.private_key": c.privateKeyFile = try string(name, v)
-        case "admin.listen":
-            let s = try string(name, v)
-            if s.isEmpty {
-                c.adminListen = nil
-            } else {
-                guard let a = TransportAddress(s) else {
-                    throw ConfigurationError(key: name, reason: "expected ADDRESS:PORT")
-                }
-                c.adminListen = a
-            }
-        case "admin.token":
-            let s = try string(name, v)
-            c.adminToken = s.isEmpty ? nil : s
-        case "admin.allowed_hosts":
-            let hosts = try strings(name, v)
-            for h in hosts where !AdminRequestPolicy.isValidEntry(h) {
-                throw ConfigurationError(
-                    key: name, reason: "\"\(h)\" is not a host name, IP address, NAME:PORT or [IPv6]:PORT")
-            }
-            c.adminAllowedHosts = hosts
-        case "admin.alternate_servers": c.alternateServers = try addresses(name, v)
-        case "admin.alternate_domain":
-            let s = try string(name, v)
-            c.alternateDomain = s.isEmpty ? nil : s
-        case "admin.drain_timeout": c.drainTimeout = try int(name, v, 0...86_400)
-        case "admin.max_bits_per_second": c.maxBitsPerSecond = try int(name, v, 0...Int.max)
-        default:
-            if section == "fleet" {
-                try applyFleet(key: key, value: v, to: &c)
-                return
-            }
+        guard let row = ConfigurationKeys.byName[name] else {
             throw ConfigurationError(key: name, reason: "unknown key")
         }
+        try row.apply(v, to: &c)
     }
 
     /// Cross-key checks.
@@ -200,71 +83,6 @@ public enum ConfigurationLoader {
 
     static func isLoopback(_ ip: IPAddress) -> Bool {
         CIDR("127.0.0.0/8")!.contains(ip) || ip == .loopbackIPv6
-    }
-
-    static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
-
-    static func string(_ key: String, _ v: TOMLValue) throws(ConfigurationError) -> String {
-        guard let s = v.string else { throw ConfigurationError(key: key, reason: "expected a string") }
-        return s
-    }
-
-    static func bool(_ key: String, _ v: TOMLValue) throws(ConfigurationError) -> Bool {
-        guard let b = v.bool else { throw ConfigurationError(key: key, reason: "expected true or false") }
-        return b
-    }
-
-    static func int(_ key: String, _ v: TOMLValue, _ range: ClosedRange<Int>) throws(ConfigurationError) -> Int {
-        guard let n = v.int else { throw ConfigurationError(key: key, reason: "expected an integer") }
-        guard range.contains(n) else {
-            throw ConfigurationError(key: key, reason: "must be between \(range.lowerBound) and \(range.upperBound)")
-        }
-        return n
-    }
-
-    static func strings(_ key: String, _ v: TOMLValue) throws(ConfigurationError) -> [String] {
-        guard let a = v.array else { throw ConfigurationError(key: key, reason: "expected an array of strings") }
-        var out: [String] = []
-        for e in a {
-            guard let s = e.tomlValue.string else {
-                throw ConfigurationError(key: key, reason: "expected an array of strings")
-            }
-            out.append(s)
-        }
-        return out
-    }
-
-    static func addresses(_ key: String, _ v: TOMLValue) throws(ConfigurationError) -> [TransportAddress] {
-        var out: [TransportAddress] = []
-        for s in try strings(key, v) {
-            guard let a = TransportAddress(s) else {
-                throw ConfigurationError(key: key, reason: "\"\(s)\" is not ADDRESS:PORT (IPv6 as [ADDRESS]:PORT)")
-            }
-            out.append(a)
-        }
-        return out
-    }
-
-    static func ips(_ key: String, _ v: TOMLValue) throws(ConfigurationError) -> [IPAddress] {
-        var out: [IPAddress] = []
-        for s in try strings(key, v) {
-            guard let a = IPAddress(s) else {
-                throw ConfigurationError(key: key, reason: "\"\(s)\" is not an IP address")
-            }
-            out.append(a)
-        }
-        return out
-    }
-
-    static func cidrs(_ key: String, _ v: TOMLValue) throws(ConfigurationError) -> [CIDR] {
-        var out: [CIDR] = []
-        for s in try strings(key, v) {
-            guard let a = CIDR(s) else {
-                throw ConfigurationError(key: key, reason: "\"\(s)\" is not an address or CIDR")
-            }
-            out.append(a)
-        }
-        return out
     }
 
     /// Parses `LOW-HIGH`.
@@ -377,7 +195,7 @@ public struct ConfigurationOverrides: Sendable {
             }
         }
         if let logLevel {
-            guard ConfigurationLoader.logLevels.contains(logLevel) else {
+            guard ConfigurationKeys.logLevels.contains(logLevel) else {
                 throw ConfigurationError(
                     key: name("--log-level", "TRAVERSE_LOG_LEVEL"), reason: "unknown level \(logLevel)")
             }

@@ -39,7 +39,7 @@ public final class FleetService: Sendable {
         let shared = server.shared
         coordinator = FleetCoordinator(configuration: configuration, bans: server.bans, logger: logger) {
             [operations] in
-            let report = operations.loadReport()
+            let report = operations.latestLoadReport()
             shared.fleet.setOverloaded(report.load >= redirectLoad)
             return BoardEntry(
                 node: node, load: report.load, allocations: report.allocations, capacity: report.capacity,
@@ -79,10 +79,10 @@ public final class FleetService: Sendable {
         coordinator.onEvent = { [server] event in
             switch event {
             case .kill(let node, let id) where node == "*" || node == self.coordinator.configuration.nodeID:
-                if let n = UInt64(id) { server.relay.endSessions(.id(n)) }
+                if let n = UInt64(id) { Task { await server.relay.endSessions(.id(n)) } }
             case .killUser(let hash):
                 let identity = self.coordinator.identity
-                server.relay.endSessions(.users { identity.userHash($0) == hash })
+                Task { await server.relay.endSessions(.users { identity.userHash($0) == hash }) }
             default: break
             }
         }

@@ -2,12 +2,7 @@ import Foundation
 
 extension LoadReport {
     /// The JSON of `GET /load` (keys sorted).
-    public func encoded() -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        guard let data = try? encoder.encode(self) else { return "{}" }
-        return String(decoding: data, as: UTF8.self)
-    }
+    public func encoded() -> String { JSONText.compact(self) }
 
     /// Parses the JSON of `GET /load`.
     public static func decode(_ json: String) -> LoadReport? {

@@ -5,7 +5,8 @@ public import Logging
 #endif
 
 /// A swift-log handler writing one structured line per event to stderr, as logfmt
-/// (`ts=… level=info msg="…" key=value`) or JSON.
+/// (`ts=2026-12-01T03:32:59.843Z level=info msg="…" key=value`) or JSON (`{"ts":"…","level":…}`).
+/// Timestamps are RFC 3339, UTC, with milliseconds.
 public struct StructuredLogHandler: LogHandler {
     public enum Format: Sendable { case logfmt, json }
 
@@ -30,15 +31,18 @@ public struct StructuredLogHandler: LogHandler {
         if let extra = event.metadata { all.merge(extra) { $1 } }
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
-        let stamp = "\(ts.tv_sec).\(String(ts.tv_nsec / 1_000_000).leftPadded(3))"
+        let stamp = Self.rfc3339(seconds: Int(ts.tv_sec), milliseconds: Int(ts.tv_nsec / 1_000_000))
         var line: String
         switch format {
         case .logfmt:
             line = "ts=\(stamp) level=\(event.level) msg=\(Self.quote(event.message.description))"
             for key in all.keys.sorted() { line += " \(key)=\(Self.quote("\(all[key]!)"))" }
         case .json:
-            line = "{\"ts\":\(stamp),\"level\":\"\(event.level)\",\"msg\":\(Self.json(event.message.description))"
-            for key in all.keys.sorted() { line += ",\(Self.json(key)):\(Self.json("\(all[key]!)"))" }
+            // One object, `ts`, `level` and `msg` first, then the metadata by key; every key and
+            // value is a string escaped by `JSONEncoder` (`JSONText.string`).
+            line =
+                "{\"ts\":\"\(stamp)\",\"level\":\"\(event.level)\",\"msg\":\(JSONText.string(event.message.description))"
+            for key in all.keys.sorted() { line += ",\(JSONText.string(key)):\(JSONText.string("\(all[key]!)"))" }
             line += "}"
         }
         line += "\n"
@@ -46,33 +50,24 @@ public struct StructuredLogHandler: LogHandler {
         _ = bytes.withUnsafeMutableBytes { write(2, $0.baseAddress, $0.count) }
     }
 
+    /// `2026-12-01T03:32:59.843Z`: RFC 3339, UTC, milliseconds, for `seconds` since the Unix epoch.
+    public static func rfc3339(seconds: Int, milliseconds: Int) -> String {
+        var t = time_t(seconds)
+        var parts = tm()
+        gmtime_r(&t, &parts)
+        func two(_ n: Int32) -> String { n < 10 ? "0\(n)" : "\(n)" }
+        let ms = milliseconds < 10 ? "00\(milliseconds)" : milliseconds < 100 ? "0\(milliseconds)" : "\(milliseconds)"
+        return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T\(two(parts.tm_hour)):"
+            + "\(two(parts.tm_min)):\(two(parts.tm_sec)).\(ms)Z"
+    }
+
     static func quote(_ s: String) -> String {
         if !s.isEmpty && s.allSatisfy({ $0.isASCII && !$0.isWhitespace && $0 != "\"" && $0 != "=" }) { return s }
         return "\"" + s.replacingAll("\\", "\\\\").replacingAll("\"", "\\\"").replacingAll("\n", "\\n") + "\""
     }
-
-    static func json(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\t": out += "\\t"
-            default:
-                if u.value < 0x20 {
-                    out += "\\u00" + String(u.value, radix: 16).leftPadded(2)
-                } else {
-                    out.unicodeScalars.append(u)
-                }
-            }
-        }
-        return out + "\""
-    }
 }
 
 extension String {
-    func leftPadded(_ n: Int) -> String { count >= n ? self : String(repeating: "0", count: n - count) + self }
     func replacingAll(_ a: Character, _ b: String) -> String {
         var out = ""
         for c in self { if c == a { out += b } else { out.append(c) } }

@@ -23,8 +23,9 @@ public final class Operations: Sendable {
     /// The configuration in force (replaced by each successful reload).
     private let current: Mutex<TraverseConfiguration>
     private let reloadLock = Mutex(())
-    private let sampler = Mutex<Task<Void, Never>?>(nil)
     private let fleetBox = Mutex<FleetService?>(nil)
+    /// The rates of the last sample (`recordSample`), for callers that cannot await the shards.
+    private let lastRates = Mutex(LoadTracker.Rates())
 
     /// The fleet service, when `[fleet]` is configured and started.
     public var fleet: FleetService? {
@@ -33,8 +34,9 @@ public final class Operations: Sendable {
     }
     private let handover = Mutex<Task<Void, Never>?>(nil)
 
-    /// Starts following `server`: allocation events feed the metrics and a 1 s sampler feeds
-    /// the load window. `source` is what a reload re-reads; nil refuses reloads.
+    /// Starts following `server`: allocation events feed the metrics. The load window and the
+    /// console's history are fed by `runSampler` (the `SamplerService` of a running server).
+    /// `source` is what a reload re-reads; nil refuses reloads.
     public init(server: TraverseServer, source: ConfigurationSource?, logger: Logger) {
         self.server = server
         self.source = source
@@ -45,21 +47,22 @@ public final class Operations: Sendable {
         self.current = Mutex(server.configuration)
         let metrics = self.metrics
         server.relay.observeAllocations { metrics.observe($0) }
-        recordSample()
-        let task = Task { [weak self] in
-            while !Task.isCancelled {
-                try? await Task.sleep(for: .seconds(1))
-                guard let self else { return }
-                self.recordSample()
-                self.server.bans.expire(now: Int64(FleetBoard.nowMilliseconds() / 1000))
-            }
-        }
-        sampler.withLock { $0 = task }
     }
 
-    /// Stops the sampler (and the hand-over watch).
+    /// Samples now, then every second until the task is cancelled: feeds the load window and the
+    /// console's history, and lets run-time bans lapse.
+    public func runSampler() async {
+        await recordSample()
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(1))
+            if Task.isCancelled { return }
+            await recordSample()
+            server.bans.expire(now: Int64(FleetBoard.nowMilliseconds() / 1000))
+        }
+    }
+
+    /// Stops the hand-over watch of a drain.
     public func shutdown() {
-        sampler.withLock { $0?.cancel() }
         handover.withLock { $0?.cancel() }
     }
 
@@ -69,21 +72,21 @@ public final class Operations: Sendable {
     // MARK: Load and readiness
 
     /// Reads the counters once and feeds both the load window and the console's history.
-    private func recordSample() {
-        let counters = server.relay.counters()
+    func recordSample() async {
+        let counters = await server.relay.counters()
         let now = sample(counters: counters)
         tracker.record(now)
+        let report = loadReport(counters: counters)
         history.record(
             ConsoleHistory.Reading(
                 monotonic: now.time, time: FleetBoard.nowMilliseconds(), counters: counters, cpuSeconds: now.cpuSeconds,
-                allocations: server.shared.allocationCount, load: loadReport(counters: counters).load))
+                allocations: server.shared.allocationCount, load: report.load))
     }
 
-    /// A reading of the relay counters and the process CPU time, now.
-    public func sample(counters: CoreCounters? = nil) -> LoadTracker.Sample {
+    /// A reading of `counters` and the process CPU time, now.
+    public func sample(counters: CoreCounters) -> LoadTracker.Sample {
         LoadTracker.Sample(
-            counters: counters ?? server.relay.counters(), cpuSeconds: ProcessStats.cpuSeconds() ?? 0,
-            time: LoadTracker.monotonicSeconds())
+            counters: counters, cpuSeconds: ProcessStats.cpuSeconds() ?? 0, time: LoadTracker.monotonicSeconds())
     }
 
     /// Allocations the server accepts in total now (the configured maximum or its override).
@@ -96,9 +99,26 @@ public final class Operations: Sendable {
         return nil
     }
 
-    /// The load report of `GET /load`.
-    public func loadReport(counters: CoreCounters? = nil) -> LoadReport {
+    /// The load report of `GET /load`, with the shard counters read now.
+    public func loadReport() async -> LoadReport {
+        loadReport(counters: await server.relay.counters())
+    }
+
+    /// The load report with the rates up to `counters` (read now by the caller).
+    public func loadReport(counters: CoreCounters) -> LoadReport {
         let rates = tracker.rates(now: sample(counters: counters))
+        lastRates.withLock { $0 = rates }
+        return loadReport(rates: rates)
+    }
+
+    /// The load report with the rates of the last sample (at most about a second old) and the
+    /// allocations, capacity and drain state of now: for the fleet coordinator, which runs on a
+    /// Dispatch queue and cannot await the shards.
+    public func latestLoadReport() -> LoadReport {
+        loadReport(rates: lastRates.withLock { $0 })
+    }
+
+    private func loadReport(rates: LoadTracker.Rates) -> LoadReport {
         let max = configuration.maxBitsPerSecond
         return LoadReport(
             allocations: server.shared.allocationCount, capacity: capacity, draining: server.shared.isDraining,
@@ -106,19 +126,20 @@ public final class Operations: Sendable {
     }
 
     /// Updates the metrics from the shard counters and renders them (Prometheus text).
-    public func scrape() -> String {
-        let counters = server.relay.counters()
+    public func scrape() async -> String {
+        let relay = server.relay
+        let counters = await relay.counters()
         var s = TraverseMetrics.Snapshot()
         s.counters = counters
         s.capacity = capacity
         s.draining = server.shared.isDraining
-        for family in [AddressFamily.ipv4, .ipv6] where server.relay.configuration.relayIP(for: family) != nil {
-            s.freePorts[family] = server.relay.freeRelayPorts(family)
+        for family in [AddressFamily.ipv4, .ipv6] where relay.configuration.relayIP(for: family) != nil {
+            s.freePorts[family] = relay.freeRelayPorts(family)
         }
-        s.kernelDrops = server.relay.kernelDrops()
-        s.offload = server.relay.offloadCounters()
-        s.streams = server.relay.streamCounters()
-        s.dtls = server.relay.dtlsCounters()
+        s.kernelDrops = await relay.kernelDrops()
+        s.offload = await relay.offloadCounters()
+        s.streams = await relay.streamCounters()
+        s.dtls = await relay.dtlsCounters()
         s.fleet = fleet.map(FleetSnapshot.init)
         s.cpuSeconds = ProcessStats.cpuSeconds()
         s.residentBytes = ProcessStats.residentBytes()
@@ -168,6 +189,8 @@ public final class Operations: Sendable {
         let limit = timeout ?? configuration.drainTimeout
         let deadline = LoadTracker.monotonicSeconds() + Double(limit)
         while server.shared.allocationCount > 0 {
+            // Cancelled: the caller stops waiting (a second SIGTERM); the drain state stays.
+            if Task.isCancelled { return .timedOut(remaining: server.shared.allocationCount) }
             if LoadTracker.monotonicSeconds() >= deadline {
                 let n = server.shared.allocationCount
                 logger.notice("drain timeout passed", metadata: ["remaining_allocations": "\(n)"])

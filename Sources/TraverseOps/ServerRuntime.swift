@@ -94,7 +94,8 @@ public final class TraverseServer: Sendable {
         let configured = configuredBans.withLock { $0 }
         policy.bannedClients = ClientBanList(configured.prefixes + bans.active(now: now))
         shared.replacePolicy(policy)
-        relay.sweepNow()
+        let relay = self.relay
+        Task { await relay.sweepNow() }
     }
 
     /// The first address of `c` (UDP and TCP on `listen`, TLS and DTLS on the TLS listeners, the
@@ -136,14 +137,36 @@ public final class TraverseServer: Sendable {
     /// UDP addresses bound.
     public var udpAddresses: [TransportAddress] { relay.boundUDP }
 
-    /// The announce file's JSON: bound addresses by transport.
+    /// The announce file's JSON: bound addresses by transport, the admin address (or null) and
+    /// the process id.
     public func announcement(pid: Int32, admin: TransportAddress?) -> String {
-        let tcp = relay.boundTCP
-        let tls = relay.boundTLS
-        func list(_ a: [TransportAddress]) -> String { "[" + a.map { "\"\($0)\"" }.joined(separator: ", ") + "]" }
-        let adminText = admin.map { "\"\($0)\"" } ?? "null"
-        return
-            "{\"udp\": \(list(udpAddresses)), \"tcp\": \(list(tcp)), \"tls\": \(list(tls)), \"dtls\": \(list(relay.boundDTLS)), \"admin\": \(adminText), \"pid\": \(pid)}\n"
+        let a = Announcement(
+            udp: udpAddresses.map(\.description), tcp: relay.boundTCP.map(\.description),
+            tls: relay.boundTLS.map(\.description), dtls: relay.boundDTLS.map(\.description),
+            admin: admin?.description, pid: pid)
+        return JSONText.spaced(a) + "\n"
+    }
+}
+
+/// The announce file (`--announce-file`).
+struct Announcement: Codable {
+    var udp: [String]
+    var tcp: [String]
+    var tls: [String]
+    var dtls: [String]
+    var admin: String?
+    var pid: Int32
+
+    enum CodingKeys: String, CodingKey { case udp, tcp, tls, dtls, admin, pid }
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(udp, forKey: .udp)
+        try c.encode(tcp, forKey: .tcp)
+        try c.encode(tls, forKey: .tls)
+        try c.encode(dtls, forKey: .dtls)
+        try c.encode(admin, forKey: .admin)  // null, not absent, without an admin endpoint
+        try c.encode(pid, forKey: .pid)
     }
 }
 
@@ -176,30 +199,36 @@ public struct GeneratedCredentials: Sendable {
 
     static func loadOrCreate(stateDirectory: String) throws(ConfigurationError) -> GeneratedCredentials {
         let path = stateDirectory + "/credentials.json"
-        if let text = FileText.read(path), let user = field(text, "username"), let pass = field(text, "password") {
-            return GeneratedCredentials(username: user, password: pass, path: path)
+        if let text = FileText.read(path), let stored = JSONText.decode(Stored.self, from: text) {
+            return GeneratedCredentials(username: stored.username, password: stored.password, path: path)
         }
         guard FileText.makeDirectory(stateDirectory) else {
             throw ConfigurationError(key: "server.state_directory", reason: "cannot create \(stateDirectory)")
         }
         let user = "traverse-" + Hex.encode(STUNDigest.randomBytes(4))
         let pass = Base64.encode(STUNDigest.randomBytes(18))
-        let json = "{\"username\": \"\(user)\", \"password\": \"\(pass)\"}\n"
+        let json = JSONText.spaced(Stored(username: user, password: pass)) + "\n"
         guard FileText.writeAtomically(json, to: path, mode: 0o600) else {
             throw ConfigurationError(key: "server.state_directory", reason: "cannot write \(path)")
         }
         return GeneratedCredentials(username: user, password: pass, path: path)
     }
 
-    static func field(_ json: String, _ name: String) -> String? {
-        guard let r = json.range(of: "\"\(name)\": \"") else { return nil }
-        let rest = json[r.upperBound...]
-        guard let end = rest.firstIndex(of: "\"") else { return nil }
-        return String(rest[..<end])
+    /// `credentials.json`.
+    struct Stored: Codable {
+        var username: String
+        var password: String
+    }
+
+    /// A WebRTC `RTCIceServer`.
+    struct IceServer: Encodable {
+        var urls: [String]
+        var username: String
+        var credential: String
     }
 
     /// A ready-to-paste WebRTC `iceServers` entry for `urls`.
     public func iceServersEntry(urls: [String]) -> String {
-        "{\"urls\": [\(urls.map { "\"\($0)\"" }.joined(separator: ", "))], \"username\": \"\(username)\", \"credential\": \"\(password)\"}"
+        JSONText.spaced(IceServer(urls: urls, username: username, credential: password))
     }
 }

@@ -28,18 +28,18 @@ struct AdminTarget: ParsableArguments {
         return (a, token)
     }
 
-    func call(_ command: String, _ method: String, _ path: String, body: String? = nil) -> AdminClient.Response {
+    func call(_ command: String, _ method: String, _ path: String, body: String? = nil) async -> AdminClient.Response {
         let (address, token) = resolve(command)
         do {
-            return try AdminClient.request(method, path, to: address, token: token, body: body)
+            return try await AdminClient.fetch(method, path, to: address, token: token, body: body)
         } catch {
             failConfiguration("\(command): \(error.description)")
         }
     }
 
     /// A state-changing call whose JSON answer is printed as it came (exit 1 on a non-2xx status).
-    func act(_ command: String, _ method: String, _ path: String, body: String? = nil) {
-        let r = call(command, method, path, body: body)
+    func act(_ command: String, _ method: String, _ path: String, body: String? = nil) async {
+        let r = await call(command, method, path, body: body)
         _ = json(command, r)
         print(r.body, terminator: "")
     }
@@ -54,15 +54,15 @@ struct AdminTarget: ParsableArguments {
     }
 }
 
-struct FleetCommand: ParsableCommand {
+struct FleetCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fleet", abstract: "Show the fleet's load board as a node sees it (GET /fleet).")
     @OptionGroup var target: AdminTarget
     @Flag(name: .long, help: "Print the JSON instead of a table.")
     var json = false
 
-    func run() throws {
-        let r = target.call("fleet", "GET", "/fleet")
+    func run() async throws {
+        let r = await target.call("fleet", "GET", "/fleet")
         if json {
             print(r.body, terminator: "")
             return
@@ -84,7 +84,7 @@ struct FleetCommand: ParsableCommand {
     }
 }
 
-struct BanCommand: ParsableCommand {
+struct BanCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ban", abstract: "Ban a client address or prefix, fleet-wide with [fleet] (POST /bans).")
     @OptionGroup var target: AdminTarget
@@ -95,28 +95,25 @@ struct BanCommand: ParsableCommand {
     @Option(name: .long, help: "Seconds until the ban lapses (default: until removed).")
     var expiresIn: Int?
 
-    func run() throws {
-        var body: [String: Any] = ["cidr": cidr]
-        if let reason { body["reason"] = reason }
-        if let expiresIn { body["expires_in"] = expiresIn }
-        let data = (try? JSONSerialization.data(withJSONObject: body)) ?? Data()
-        target.act("ban", "POST", "/bans", body: String(decoding: data, as: UTF8.self))
+    func run() async throws {
+        let request = BanRequest(cidr: cidr, reason: reason, expiresIn: expiresIn)
+        await target.act("ban", "POST", "/bans", body: JSONText.compact(request))
     }
 }
 
-struct UnbanCommand: ParsableCommand {
+struct UnbanCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "unban", abstract: "Remove a ban made at run time (DELETE /bans/CIDR).")
     @OptionGroup var target: AdminTarget
     @Argument(help: "The address or prefix as banned.")
     var cidr: String
 
-    func run() throws {
-        target.act("unban", "DELETE", "/bans/\(cidr)")
+    func run() async throws {
+        await target.act("unban", "DELETE", "/bans/\(cidr)")
     }
 }
 
-struct SessionsCommand: ParsableCommand {
+struct SessionsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sessions", abstract: "List allocations (GET /sessions), or end them.")
     @OptionGroup var target: AdminTarget
@@ -129,13 +126,13 @@ struct SessionsCommand: ParsableCommand {
     @Flag(name: .long, help: "Print the JSON instead of a table.")
     var json = false
 
-    func run() throws {
-        if let end { return target.act("sessions", "DELETE", "/sessions/\(end)") }
+    func run() async throws {
+        if let end { return await target.act("sessions", "DELETE", "/sessions/\(end)") }
         if let endUser {
             let user = endUser.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? endUser
-            return target.act("sessions", "DELETE", "/sessions?user=\(user)")
+            return await target.act("sessions", "DELETE", "/sessions?user=\(user)")
         }
-        let r = target.call("sessions", "GET", fleet ? "/sessions?fleet=1" : "/sessions")
+        let r = await target.call("sessions", "GET", fleet ? "/sessions?fleet=1" : "/sessions")
         if json {
             print(r.body, terminator: "")
             return

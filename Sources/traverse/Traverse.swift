@@ -1,8 +1,7 @@
 import ArgumentParser
-import Dispatch
 import Logging
 import STUNCodec
-import Synchronization
+import ServiceLifecycle
 import TURNRelay
 import TraverseOps
 
@@ -12,7 +11,7 @@ import TraverseOps
 
 /// The `traverse` command: a TURN/STUN relay server.
 @main
-struct Traverse: ParsableCommand {
+struct Traverse: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Traverse: a TURN/STUN relay for WebRTC. Media is forwarded and immediately discarded, never stored.",
         subcommands: [
@@ -164,7 +163,7 @@ struct CheckConfig: ParsableCommand {
     }
 }
 
-struct Serve: ParsableCommand {
+struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run the server (the default).")
 
     @OptionGroup var options: ConfigurationOptions
@@ -179,7 +178,9 @@ struct Serve: ParsableCommand {
             """)
     var takeover = false
 
-    func run() throws {
+    /// Starts the server and its admin endpoint, then runs them as one `ServiceGroup` until SIGTERM
+    /// (drain, then stop) or SIGINT (stop at once); see `ServerServices`.
+    func run() async throws {
         let configuration: TraverseConfiguration
         do {
             configuration = try options.resolve()
@@ -203,7 +204,7 @@ struct Serve: ParsableCommand {
             default: break
             }
             logger.critical("cannot start", metadata: ["error": "\(error)"])
-            Glibc.exit(1)
+            throw ExitCode.failure
         }
         if let g = server.generatedCredentials {
             let urls =
@@ -213,133 +214,63 @@ struct Serve: ParsableCommand {
             logger.notice(
                 "no credentials configured: generated a user",
                 metadata: ["file": "\(g.path)", "username": "\(g.username)"])
-            var line = Array("iceServers entry: \(g.iceServersEntry(urls: urls))\n".utf8)
-            _ = line.withUnsafeMutableBytes { write(2, $0.baseAddress, $0.count) }
+            writeStandardError("iceServers entry: \(g.iceServersEntry(urls: urls))\n")
         }
         let resolveAgain = options
         let operations = Operations(
             server: server, source: { () throws(ConfigurationError) in try resolveAgain.resolve() }, logger: logger)
-        var admin: AdminServer? = nil
         let announce: @Sendable (TransportAddress?) -> Void = { [announceFile] adminAddress in
             if let announceFile {
                 FileText.writeAtomically(server.announcement(pid: getpid(), admin: adminAddress), to: announceFile)
             }
         }
-        let deferredAdmin = DeferredAdmin()
+        let admin: AdminService
+        var adminAddress: TransportAddress? = nil
         if let listen = configuration.adminListen, takeover, ListenerOwnership.isHeld(listen, .tcp) {
             // The instance being replaced still serves it: listen once it has exited.
             logger.notice(
                 "admin address held by another process; listening once it is free", metadata: ["address": "\(listen)"])
-            deferredAdmin.start(
-                operations: operations, listen: listen, token: configuration.adminToken,
+            admin = AdminService(
+                deferredFor: operations, listen: listen, token: configuration.adminToken,
                 allowedHosts: configuration.adminAllowedHosts, logger: logger, announce: announce)
         } else if let listen = configuration.adminListen {
-            switch startAdmin(
-                operations: operations, listen: listen, token: configuration.adminToken,
-                allowedHosts: configuration.adminAllowedHosts, logger: logger)
-            {
-            case .success(let started): admin = started
-            case .failure(let error):
+            do throws(AdminServer.StartError) {
+                let started = try await AdminServer.start(
+                    operations: operations, listen: listen, token: configuration.adminToken,
+                    allowedHosts: configuration.adminAllowedHosts, logger: logger)
+                adminAddress = started.address
+                admin = AdminService(started: started)
+            } catch {
                 logger.critical("cannot start", metadata: ["error": "\(error)"])
                 server.stop()
-                Glibc.exit(1)
+                throw ExitCode.failure
             }
+        } else {
+            admin = AdminService(started: nil)
         }
-        announce(admin?.address)
+        announce(adminAddress)
         // The fleet, once the admin endpoint's address is known (the board publishes it).
-        var fleet: FleetService? = nil
         if let fleetConfiguration = try? configuration.fleetConfiguration() {
             let service = FleetService(
-                configuration: fleetConfiguration, operations: operations, admin: admin?.address, logger: logger)
+                configuration: fleetConfiguration, operations: operations, admin: adminAddress, logger: logger)
             operations.fleet = service
             service.start()
-            fleet = service
             logger.info(
                 "fleet: joining",
                 metadata: ["node": "\(fleetConfiguration.nodeID)", "redis": "\(fleetConfiguration.redis)"])
         }
-
-        let signals = SignalHandlers()
-        let sigtermCount = Mutex(0)
-        signals.on(SIGTERM) {
-            // The first SIGTERM drains; a second one stops at once.
-            let count = sigtermCount.withLock { n in
-                n += 1
-                return n
-            }
-            if count > 1 {
-                logger.notice("stopping now", metadata: ["signal": "SIGTERM"])
-                server.stop()
-                Glibc.exit(0)
-            }
-            Task {
-                let outcome = await operations.drain(trigger: "SIGTERM")
-                logger.notice("stopping", metadata: ["signal": "SIGTERM", "drain": "\(outcome)"])
-                operations.fleet?.stop()
-                server.stop()
-                Glibc.exit(0)
-            }
-        }
-        signals.on(SIGINT) {
-            logger.notice("stopping", metadata: ["signal": "SIGINT"])
-            server.stop()
-            Glibc.exit(0)
-        }
-        signals.on(SIGHUP) { operations.reload(trigger: "SIGHUP") }
-        withExtendedLifetime((admin, deferredAdmin, fleet)) { dispatchMain() }
+        try await ServerServices.group(operations: operations, admin: admin, logger: logger).run()
     }
 }
 
-/// The admin endpoint of an instance started with `--takeover` while the instance it replaces
-/// still listens on the admin address: tried every second until that address is free.
-final class DeferredAdmin: Sendable {
-    private let admin = Mutex<AdminServer?>(nil)
-
-    func start(
-        operations: Operations, listen: TransportAddress, token: String?, allowedHosts: [String], logger: Logger,
-        announce: @escaping @Sendable (TransportAddress?) -> Void
-    ) {
-        Task.detached { [self] in
-            while true {
-                try? await Task.sleep(for: .seconds(1))
-                if ListenerOwnership.isHeld(listen, .tcp) { continue }
-                do throws(AdminServer.StartError) {
-                    let started = try await AdminServer.start(
-                        operations: operations, listen: listen, token: token, allowedHosts: allowedHosts,
-                        logger: logger)
-                    self.admin.withLock { $0 = started }
-                    announce(started.address)
-                    return
-                } catch {
-                    logger.warning("admin endpoint not started yet", metadata: ["error": "\(error)"])
-                }
-            }
-        }
-    }
-}
-
-/// Starts the admin listener, waiting for it on this (non-async) thread.
-func startAdmin(
-    operations: Operations, listen: TransportAddress, token: String?, allowedHosts: [String], logger: Logger
-) -> Result<AdminServer, AdminServer.StartError> {
-    let result = Mutex<Result<AdminServer, AdminServer.StartError>?>(nil)
-    let done = DispatchSemaphore(value: 0)
-    Task {
-        do throws(AdminServer.StartError) {
-            let admin = try await AdminServer.start(
-                operations: operations, listen: listen, token: token, allowedHosts: allowedHosts, logger: logger)
-            result.withLock { $0 = .success(admin) }
-        } catch {
-            result.withLock { $0 = .failure(error) }
-        }
-        done.signal()
-    }
-    done.wait()
-    return result.withLock { $0! }
+/// Writes `text` to stderr unbuffered (as the log lines are).
+func writeStandardError(_ text: String) {
+    var bytes = Array(text.utf8)
+    _ = bytes.withUnsafeMutableBytes { write(2, $0.baseAddress, $0.count) }
 }
 
 /// `traverse top`: a live view of a running server through its admin endpoint.
-struct Top: ParsableCommand {
+struct Top: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show allocations, throughput, load and top error codes of a running server, every second.")
 
@@ -349,15 +280,15 @@ struct Top: ParsableCommand {
     @Flag(name: .long, help: "Print one frame and exit.")
     var once = false
 
-    func run() throws {
+    func run() async throws {
         let (address, token) = target.resolve("top")
         var previous: [MetricSample]? = nil
         while true {
             let frame: String
             let metrics: [MetricSample]
             do throws(AdminClient.Failure) {
-                let load = try AdminClient.request("GET", "/load", to: address, token: token)
-                let text = try AdminClient.request("GET", "/metrics", to: address, token: token)
+                let load = try await AdminClient.fetch("GET", "/load", to: address, token: token)
+                let text = try await AdminClient.fetch("GET", "/metrics", to: address, token: token)
                 guard load.status == 200, text.status == 200 else {
                     throw AdminClient.Failure(description: "admin endpoint answered \(load.status)/\(text.status)")
                 }
@@ -376,22 +307,7 @@ struct Top: ParsableCommand {
             var bytes = Array(("\u{1B}[H\u{1B}[2J" + frame).utf8)
             _ = bytes.withUnsafeMutableBytes { write(1, $0.baseAddress, $0.count) }
             previous = metrics
-            usleep(UInt32(max(0.1, interval) * 1_000_000))
+            try await Task.sleep(for: .seconds(max(0.1, interval)))
         }
-    }
-}
-
-/// Signal delivery through Dispatch sources on one serial queue.
-final class SignalHandlers: @unchecked Sendable {
-    // Written only during set-up on the main thread; the sources live for the process.
-    private var sources: [any DispatchSourceSignal] = []
-    private let queue = DispatchQueue(label: "traverse.signals")
-
-    func on(_ signal: Int32, _ handler: @escaping @Sendable () -> Void) {
-        Glibc.signal(signal, SIG_IGN)
-        let source = DispatchSource.makeSignalSource(signal: signal, queue: queue)
-        source.setEventHandler(handler: handler)
-        source.activate()
-        sources.append(source)
     }
 }

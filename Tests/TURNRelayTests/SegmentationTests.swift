@@ -84,7 +84,7 @@ struct SegmentationTests {
     }
 
     @Test("Bursts through a real server: every datagram arrives in order both ways, and GSO is used")
-    func burstsThroughServer() throws {
+    func burstsThroughServer() async throws {
         let (server, client, peer, relayed) = try allocatedClient()
         defer { server.stop() }
         let bind = try client.request(.channelBind, [.channelNumber(0x4001), .xorPeerAddress(peer.localAddress)])
@@ -113,7 +113,7 @@ struct SegmentationTests {
                 #expect(d.bytes == [0x40, 0x01, 0x02, 0x58] + datagrams[k])
             }
         }
-        let offload = server.relay.offloadCounters()
+        let offload = await server.relay.offloadCounters()
         #expect(offload.segmentedSends > 0, "no run was sent with GSO")
         #expect(offload.segmentedDatagrams >= 2 * offload.segmentedSends)
         // The peer → client bursts leave the peer as separate datagrams: never merged.
@@ -196,7 +196,7 @@ struct ReceiveOffloadTests {
     }
 
     @Test("A merged burst on a channel: every datagram framed on its own, in order")
-    func mergedOnChannel() throws {
+    func mergedOnChannel() async throws {
         let (server, client, peer, relayed) = try allocatedClient()
         defer { server.stop() }
         let bind = try client.request(.channelBind, [.channelNumber(0x4002), .xorPeerAddress(peer.localAddress)])
@@ -209,14 +209,14 @@ struct ReceiveOffloadTests {
                 #expect(d.bytes == [0x40, 0x02, UInt8(s.count >> 8), UInt8(s.count & 0xFF)] + s)
             }
         }
-        let offload = server.relay.offloadCounters()
+        let offload = await server.relay.offloadCounters()
         #expect(offload.mergedReceives >= 1, "the kernel never merged the bursts")
         #expect(offload.mergedDatagrams >= 9 * offload.mergedReceives / 2)
-        #expect(server.relay.counters().relayedPacketsPeerToClient.reduce(0, +) == 90)
+        #expect(await server.relay.counters().relayedPacketsPeerToClient.reduce(0, +) == 90)
     }
 
     @Test("A merged burst without a channel: Data indications with padding, in order")
-    func mergedAsIndications() throws {
+    func mergedAsIndications() async throws {
         let (server, client, peer, relayed) = try allocatedClient()
         defer { server.stop() }
         let permission = try client.request(.createPermission, [.xorPeerAddress(peer.localAddress)])
@@ -234,6 +234,6 @@ struct ReceiveOffloadTests {
                 #expect(d.bytes.count % 4 == 0)
             }
         }
-        #expect(server.relay.offloadCounters().mergedReceives >= 1)
+        #expect(await server.relay.offloadCounters().mergedReceives >= 1)
     }
 }

@@ -184,7 +184,7 @@ struct ServerTests {
     }
 
     @Test("A flood of 100,000 malformed datagrams is counted and the server still answers")
-    func flood() throws {
+    func flood() async throws {
         let server = try startServer()
         defer { server.stop() }
         let target = server.address(.ipv4)
@@ -211,18 +211,18 @@ struct ServerTests {
             }
         }
 
-        func counted() -> (malformed: UInt64, kernel: Int64) {
-            let c = server.relay.counters()
+        func counted() async -> (malformed: UInt64, kernel: Int64) {
+            let c = await server.relay.counters()
             let m =
                 c.drops[DropReason.malformedSTUN.rawValue] + c.drops[DropReason.notSTUNOrChannelData.rawValue]
                 + c.drops[DropReason.malformedChannelData.rawValue]
-            return (m, server.relay.kernelDrops())
+            return (m, await server.relay.kernelDrops())
         }
-        var last = counted()
+        var last = await counted()
         for _ in 0..<100 {
             if Int(last.malformed) + Int(last.kernel) >= total { break }
             usleep(50_000)
-            last = counted()
+            last = await counted()
         }
         #expect(last.malformed > 0)
         #expect(Int(last.malformed) + Int(last.kernel) == total, "malformed \(last.malformed) kernel \(last.kernel)")

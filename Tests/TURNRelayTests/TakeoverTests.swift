@@ -89,7 +89,7 @@ struct TakeoverTests {
     }
 
     @Test("Taking over, a held UDP address is bound only once the other instance releases it")
-    func udpWaitsForRelease() throws {
+    func udpWaitsForRelease() async throws {
         let first = try TraverseServer(configuration: configuration(), logger: logger)
         defer { first.stop() }
         let address = first.udpAddresses[0]
@@ -97,7 +97,10 @@ struct TakeoverTests {
             configuration: configuration(port: address.port), logger: logger, takeover: true)
         defer { second.stop() }
         #expect(second.udpAddresses == [address])
-        func bindings(_ s: TraverseServer) -> UInt64 { s.relay.counters().requests[CountedMethod.binding.rawValue] }
+        func bindings(_ s: TraverseServer) async -> UInt64 {
+            let counters = await s.relay.counters()
+            return counters.requests[CountedMethod.binding.rawValue]
+        }
         func binding() throws -> Bool {
             let socket = try UDPSocket(bind: TransportAddress("127.0.0.1:0")!)
             let answer = try transact(socket, address, STUNMessage(type: .init(method: .binding, class: .request)))
@@ -105,12 +108,12 @@ struct TakeoverTests {
         }
         // Clients from 16 source ports: the kernel would spread them over both instances' sockets.
         for _ in 0..<16 { #expect(try binding()) }
-        #expect(bindings(first) == 16)
-        #expect(bindings(second) == 0)
+        #expect(await bindings(first) == 16)
+        #expect(await bindings(second) == 0)
         first.stop()
         usleep(300_000)
         #expect(try binding())
-        #expect(bindings(second) == 1)
+        #expect(await bindings(second) == 1)
     }
 
     @Test("While draining, listeners another process shares are closed; UDP allocations on them end")

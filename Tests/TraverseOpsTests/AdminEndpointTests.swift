@@ -16,6 +16,8 @@ final class AdminFixture: Sendable {
     let operations: Operations
     let admin: AdminServer
     let token: String?
+    /// The 1 s sampler, as `SamplerService` runs it in `traverse serve`.
+    let sampler: Task<Void, Never>
 
     init(
         token: String? = nil, source: Operations.ConfigurationSource? = nil, alternate: Bool = false,
@@ -38,6 +40,7 @@ final class AdminFixture: Sendable {
         admin = try await AdminServer.start(
             operations: operations, listen: c.adminListen!, token: token, allowedHosts: allowedHosts, logger: logger)
         self.token = token
+        sampler = Task { [operations] in await operations.runSampler() }
     }
 
     func get(_ path: String, token: String? = nil) async throws -> AdminClient.Response {
@@ -50,6 +53,7 @@ final class AdminFixture: Sendable {
 
     func close() async {
         await admin.stop()
+        sampler.cancel()
         operations.shutdown()
         server.stop()
     }

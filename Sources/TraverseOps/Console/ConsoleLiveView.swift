@@ -77,9 +77,10 @@ struct ConsoleLiveView: Encodable {
         }
     }
 
-    static func make(_ ops: Operations, since: Int64?) -> ConsoleLiveView {
+    static func make(_ ops: Operations, since: Int64?) async -> ConsoleLiveView {
         let points = ops.history.points(since: since)
-        let counters = ops.server.relay.counters()
+        let counters = await ops.server.relay.counters()
+        let kernelDrops = await ops.server.relay.kernelDrops()
         let report = ops.loadReport(counters: counters)
         func round(_ v: Double) -> Double { (v * 1000).rounded() / 1000 }
         func column(_ values: (ConsoleHistory.Point) -> Double) -> [Double] { points.map { round(values($0)) } }
@@ -107,7 +108,7 @@ struct ConsoleLiveView: Encodable {
             bitsOut: round(report.bitsPerSecondOut), packetsIn: round(report.packetsPerSecondIn),
             packetsOut: round(report.packetsPerSecondOut), requests: counters.requests.reduce(0, &+),
             authFailures: counters.authFailures.reduce(0, &+), drops: counters.drops.reduce(0, &+),
-            kernelDrops: ops.server.relay.kernelDrops(), errors: Array(errors.prefix(5)),
+            kernelDrops: kernelDrops, errors: Array(errors.prefix(5)),
             windowSeconds: round(report.windowSeconds))
         return ConsoleLiveView(
             now: FleetBoard.nowMilliseconds(), t: points.map(\.time), allocations: points.map(\.allocations),

@@ -53,17 +53,17 @@ extension AdminServer {
                 var since: Int64?
                 if let text = request.query["since"] {
                     guard let value = Int64(text), value >= 0 else {
-                        return secured(json(.badRequest, "{\"error\": \"since: Unix milliseconds\"}\n"))
+                        return secured(refusal(.badRequest, "since: Unix milliseconds"))
                     }
                     since = value
                 }
-                return secured(encoded(.ok, ConsoleLiveView.make(ops, since: since)))
+                return secured(encoded(.ok, await ConsoleLiveView.make(ops, since: since)))
             })
         let links = ConsoleFleetLinks()
         await http.appendRoute(
             "GET /console/fleet.json",
             handler: guarded { _ in
-                let board = FleetView.make(ops)
+                let board = await FleetView.make(ops)
                 let consoles = await links.consoles(board, token: token)
                 return secured(encoded(.ok, ConsoleFleetView(board: board, consoles: consoles)))
             })
@@ -77,9 +77,7 @@ extension AdminServer {
             handler: guarded { _ in
                 guard let credential = ConsoleSelfTest.mint(ops) else {
                     return secured(
-                        json(
-                            .conflict,
-                            "{\"error\": \"no REST secret is configured (auth.secrets): give a user and password\"}\n"))
+                        refusal(.conflict, "no REST secret is configured (auth.secrets): give a user and password"))
                 }
                 return secured(encoded(.ok, credential))
             })
