@@ -1,4 +1,3 @@
-import CTraverseSystem
 public import TURNCore
 
 /// The sessions API over every shard, and the non-blocking hop onto a shard's queue that every
@@ -24,16 +23,5 @@ extension RelayServer {
     /// every shard has swept.
     public func sweepNow() async {
         for shard in shards { await shard.snapshot { shard.sweep() } }
-    }
-}
-
-extension Shard {
-    /// Runs `work` on this shard's queue and resumes the caller with its result, without
-    /// blocking a thread. `ring` wakes a shard lingering in its poll loop first (as `onQueue`).
-    func snapshot<T: Sendable>(ring: Bool = false, _ work: @escaping @Sendable () -> T) async -> T {
-        if ring { traverse_doorbell_ring(doorbell) }
-        return await withCheckedContinuation { continuation in
-            queue.async { continuation.resume(returning: work()) }
-        }
     }
 }

@@ -166,6 +166,16 @@ final class Shard: @unchecked Sendable {
         return queue.sync(execute: work)
     }
 
+    /// Runs `work` on the shard's queue and resumes the caller with its result, without blocking
+    /// a thread: for Swift-concurrency tasks (the sampler, `/metrics`, the console). `ring` wakes
+    /// a shard lingering in its poll loop first (as `onQueue`).
+    func snapshot<T: Sendable>(ring: Bool = false, _ work: @escaping @Sendable () -> T) async -> T {
+        if ring { poll.ring() }
+        return await withCheckedContinuation { continuation in
+            queue.async { continuation.resume(returning: work()) }
+        }
+    }
+
     @inline(__always) func now() -> CoreTime {
         CoreTime(milliseconds: Clock.monotonicMilliseconds(), unixSeconds: Clock.unixSeconds())
     }

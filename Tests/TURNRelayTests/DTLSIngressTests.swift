@@ -63,24 +63,24 @@ final class DTLSTestClient {
         defer { server.stop() }
         let client = try DTLSTestClient(server: server.relay.boundDTLS[0])
 
-        func drops() -> [UInt64] { server.relay.counters().drops }
+        func drops() async -> [UInt64] { await server.relay.counters().drops }
         func waitForChange(from old: [UInt64]) async throws -> [UInt64] {
             for _ in 0..<200 {
-                let now = drops()
+                let now = await drops()
                 if now != old {
                     try await Task.sleep(for: .milliseconds(50))  // anything counted later lands too
-                    return drops()
+                    return await drops()
                 }
                 try await Task.sleep(for: .milliseconds(10))
             }
-            return drops()
+            return await drops()
         }
         let malformed = DropReason.malformedChannelData.rawValue
         let noAllocation = DropReason.noAllocation.rawValue
 
         // Well-formed ChannelData from a client without an allocation: the core refuses it
         // (no allocation), and that is the only count.
-        var before = drops()
+        var before = await drops()
         client.send([0x40, 0x00, 0x00, 0x04, 1, 2, 3, 4])
         var after = try await waitForChange(from: before)
         #expect(after[noAllocation] == before[noAllocation] + 1)
