@@ -3,6 +3,7 @@ public import Dispatch
 import Logging
 public import STUNCodec
 public import TURNCore
+import TraverseSystem
 
 #if canImport(Glibc)
     import Glibc
