@@ -154,7 +154,7 @@ public final class LoadEngine {
     // MARK: Run
 
     /// Runs all phases and returns the report.
-    public func run() throws -> LoadReport {
+    public func run() throws -> LoadRunReport {
         try SRTPSession.initialise()
         ProcessLimits.raiseFileLimit()
         let now0 = UInt64(Clock.unixSeconds())
@@ -717,7 +717,7 @@ public final class LoadEngine {
     func report(
         mediaSeconds: Double, wall: Double, setupSeconds: Double, generatorCPU: Double, serverBefore: ProcessSample?,
         serverAfter: ProcessSample?
-    ) -> LoadReport {
+    ) -> LoadRunReport {
         var counters = TURNClientCounters()
         var duplicates = replays
         var reordered: UInt64 = 0
@@ -808,7 +808,7 @@ public final class LoadEngine {
                     p50: p50,
                     p99: p99, p999: p999))
         }
-        return LoadReport(
+        return LoadRunReport(
             target: config.url.description, mode: config.mode.rawValue, calls: config.calls, clients: endpoints.count,
             framing: config.useSendIndications ? "send-indication" : "channel", media: mediaDescription(),
             durationSeconds: mediaSeconds, sent: sent, received: received, lost: lost,
