@@ -100,7 +100,7 @@ let package = Package(
         .target(
             name: "TraverseLoad",
             dependencies: [
-                "STUNCodec", "TraverseSystem", "CSRTP", "CSRTPCrypto", "CTraverseSystem",
+                "STUNCodec", "TURNCore", "TraverseSystem", "CSRTP", "CSRTPCrypto", "CTraverseSystem",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
         ),
