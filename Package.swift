@@ -100,7 +100,7 @@ let package = Package(
         .target(
             name: "TraverseLoad",
             dependencies: [
-                "STUNCodec", "TURNCore", "TraverseSystem", "CSRTP", "CSRTPCrypto", "CTraverseSystem",
+                "STUNCodec", "TURNCore", "TraverseSystem", "CSRTP", "CSRTPCrypto",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
         ),
