@@ -3,6 +3,7 @@
 // Used by the server (listeners, relays, RFC 6062 connections) and the load generator (one
 // connected UDP socket per emulated client).
 
+import CTraverseSystem
 package import STUNCodec
 
 #if canImport(Glibc)

@@ -2,10 +2,11 @@
 // Invariant: nothing here allocates; both directions are inlinable, because the relay's packet
 // path converts an address per datagram from another module (TURNRelay).
 
+package import CTraverseSystem
 package import STUNCodec
 
 #if canImport(Glibc)
-    package import Glibc
+    import Glibc
 #endif
 
 /// Conversions between `TransportAddress` and the kernel's socket addresses, without allocating.
@@ -55,9 +56,8 @@ package enum SocketAddress {
         return nil
     }
 
-    /// Calls `body` with `address` as a `sockaddr` and its length (for connect, sendto …).
-    @inlinable
-    package static func withSockaddr<R>(
+    /// Calls `body` with `address` as a `sockaddr` and its length (for bind, connect …).
+    static func withSockaddr<R>(
         _ address: TransportAddress, _ body: (UnsafePointer<sockaddr>, socklen_t) throws -> R
     ) rethrows -> R {
         var storage = sockaddr_storage()
