@@ -8,6 +8,7 @@ let package = Package(
         .executable(name: "traverse", targets: ["traverse"]),
         .library(name: "STUNCodec", targets: ["STUNCodec"]),
         .library(name: "TURNCore", targets: ["TURNCore"]),
+        .library(name: "TraverseSystem", targets: ["TraverseSystem"]),
         .library(name: "TURNRelay", targets: ["TURNRelay"]),
         .library(name: "TraverseOps", targets: ["TraverseOps"]),
         .library(name: "TraverseFleet", targets: ["TraverseFleet"]),
@@ -54,11 +55,14 @@ let package = Package(
         .target(name: "STUNCodec", dependencies: ["CTraverseCrypto"]),
         // Sans-I/O server logic: decides, never touches a socket; time is passed in.
         .target(name: "TURNCore", dependencies: ["STUNCodec", "CTraverseCrypto"]),
-        // Sockets, Dispatch sources, batching, shards.
+        // Low-level Linux I/O shared by the server and the load generator: sockets, sockaddr
+        // conversion, recvmmsg/sendmmsg batches, clocks, /proc readers.
+        .target(name: "TraverseSystem", dependencies: ["STUNCodec", "CTraverseSystem"]),
+        // Shards, Dispatch sources, TLS/DTLS, RFC 6062, the relay port pool.
         .target(
             name: "TURNRelay",
             dependencies: [
-                "TURNCore", "STUNCodec", "CTraverseSystem", "CTraverseTLS", "COpenSSL",
+                "TURNCore", "STUNCodec", "TraverseSystem", "CTraverseSystem", "CTraverseTLS", "COpenSSL",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -75,7 +79,7 @@ let package = Package(
         .target(
             name: "TraverseOps",
             dependencies: [
-                "TURNRelay", "TURNCore", "STUNCodec", "TraverseFleet",
+                "TURNRelay", "TURNCore", "STUNCodec", "TraverseFleet", "TraverseSystem",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
@@ -100,7 +104,7 @@ let package = Package(
         .target(
             name: "TraverseLoad",
             dependencies: [
-                "STUNCodec", "CSRTP", "CSRTPCrypto", "CTraverseSystem",
+                "STUNCodec", "TURNCore", "TraverseSystem", "CSRTP", "CSRTPCrypto",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
         ),
@@ -114,13 +118,15 @@ let package = Package(
 
         .testTarget(name: "STUNCodecTests", dependencies: ["STUNCodec"]),
         .testTarget(name: "TURNCoreTests", dependencies: ["TURNCore", "STUNCodec"]),
+        .testTarget(name: "TraverseSystemTests", dependencies: ["TraverseSystem", "STUNCodec", "CTraverseSystem"]),
         .testTarget(
             name: "TURNRelayTests",
             dependencies: [
-                "TURNRelay", "TURNCore", "STUNCodec", "TraverseOps", "COpenSSL",
+                "TURNRelay", "TURNCore", "STUNCodec", "TraverseOps", "TraverseSystem", "COpenSSL",
                 .product(name: "Logging", package: "swift-log"),
             ]),
-        .testTarget(name: "TraverseOpsTests", dependencies: ["TraverseOps", "TURNRelay", "TURNCore", "STUNCodec"]),
+        .testTarget(
+            name: "TraverseOpsTests", dependencies: ["TraverseOps", "TURNRelay", "TURNCore", "STUNCodec", "TraverseSystem"]),
         .testTarget(name: "TraverseFleetTests", dependencies: ["TraverseFleet", "TURNCore", "STUNCodec"]),
         .testTarget(name: "TraverseLoadTests", dependencies: ["TraverseLoad", "STUNCodec", "CSRTP", "CSRTPCrypto"]),
     ]

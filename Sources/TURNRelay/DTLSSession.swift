@@ -3,6 +3,7 @@ import CTraverseTLS
 import Logging
 import STUNCodec
 import TURNCore
+import TraverseSystem
 
 #if canImport(Glibc)
     import Glibc

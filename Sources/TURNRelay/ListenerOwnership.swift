@@ -1,4 +1,5 @@
 public import STUNCodec
+import TraverseSystem
 
 #if canImport(Glibc)
     import Glibc
@@ -13,7 +14,7 @@ public import STUNCodec
 ///   SO_REUSEPORT fails with EADDRINUSE when any socket already holds the address (for TCP the
 ///   probe sets SO_REUSEADDR, so only a listening socket counts, not connections in TIME_WAIT);
 /// - once it holds the address (drain, `--takeover`): the kernel's socket tables
-///   (/proc/net/{tcp,tcp6,udp,udp6}) list a listening socket on the same address whose inode is
+///   (/proc/net/{tcp,tcp6,udp,udp6}, read by TraverseSystem's `SocketTable`) list a listening socket on the same address whose inode is
 ///   not one of ours.
 ///
 /// Invariant: nothing here keeps a socket open or changes one of ours.
@@ -50,8 +51,9 @@ public enum ListenerOwnership {
     /// Whether the kernel's socket table lists a socket listening on exactly `address` for
     /// `transport` (TCP: in LISTEN state; UDP: unconnected) whose inode is not in `ours`.
     static func heldElsewhere(_ address: TransportAddress, _ transport: Transport, ours: Set<UInt64>) -> Bool {
-        let path = "/proc/net/\(transport.rawValue)\(address.family == .ipv6 ? "6" : "")"
-        guard let table = readFile(path) else { return false }
+        guard let table = TextFile.read(SocketTable.path(transport.rawValue, address.family), limit: .max) else {
+            return false
+        }
         return othersListening(in: table, on: address, transport, ours: ours)
     }
 
@@ -59,50 +61,9 @@ public enum ListenerOwnership {
     static func othersListening(
         in table: String, on address: TransportAddress, _ transport: Transport, ours: Set<UInt64>
     ) -> Bool {
-        let local = tableAddress(address)
-        let listening = transport == .tcp ? "0A" : "07"  // TCP_LISTEN; TCP_CLOSE (unconnected UDP)
-        for line in table.split(separator: "\n").dropFirst() {
-            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
-            guard fields.count > 9, fields[1] == local, fields[3] == listening, let inode = UInt64(fields[9]),
-                inode != 0, !ours.contains(inode)
-            else { continue }
-            return true
+        let listening = transport == .tcp ? SocketTable.tcpListen : SocketTable.udpUnconnected
+        return SocketTable.inodes(in: table, local: address, state: listening).contains {
+            $0 != 0 && !ours.contains($0)
         }
-        return false
-    }
-
-    /// `address` as the socket tables write it: the address as native-endian 32-bit words of
-    /// its network-order bytes, in hex, then the port in hex (`0100007F:0D96` on x86 for
-    /// 127.0.0.1:3478).
-    static func tableAddress(_ address: TransportAddress) -> Substring {
-        func hex(_ v: UInt32, _ width: Int) -> String {
-            let s = String(v, radix: 16, uppercase: true)
-            return String(repeating: "0", count: max(0, width - s.count)) + s
-        }
-        var words: [UInt32]
-        switch address.ip {
-        case .v4(let a): words = [a]
-        case .v6(let hi, let lo):
-            words = [
-                UInt32(truncatingIfNeeded: hi >> 32), UInt32(truncatingIfNeeded: hi),
-                UInt32(truncatingIfNeeded: lo >> 32), UInt32(truncatingIfNeeded: lo),
-            ]
-        }
-        return Substring(words.map { hex($0.bigEndian, 8) }.joined() + ":" + hex(UInt32(address.port), 4))
-    }
-
-    static func readFile(_ path: String) -> String? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { break }
-            bytes += chunk[0..<n]
-        }
-        return String(decoding: bytes, as: UTF8.self)
     }
 }

@@ -3,6 +3,7 @@ public import Logging
 public import STUNCodec
 import Synchronization
 public import TURNCore
+public import TraverseSystem
 
 #if canImport(Glibc)
     import Glibc

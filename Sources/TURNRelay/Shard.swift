@@ -23,6 +23,7 @@ import Dispatch
 import Logging
 import STUNCodec
 import TURNCore
+import TraverseSystem
 
 #if canImport(Glibc)
     import Glibc

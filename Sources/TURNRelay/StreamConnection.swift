@@ -11,6 +11,7 @@ import Logging
 import STUNCodec
 import Synchronization
 import TURNCore
+import TraverseSystem
 
 #if canImport(Glibc)
     import Glibc

@@ -1,6 +1,7 @@
 import COpenSSL
 import CTraverseTLS
 import Synchronization
+import TraverseSystem
 
 #if canImport(Glibc)
     import Glibc

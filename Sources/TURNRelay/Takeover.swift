@@ -4,6 +4,7 @@ import Logging
 public import STUNCodec
 import Synchronization
 public import TURNCore
+import TraverseSystem
 
 #if canImport(Glibc)
     import Glibc

@@ -1,4 +1,5 @@
 public import STUNCodec
+import TURNCore
 
 /// TURN long-term credentials: a username and password, either static or time-limited.
 public struct TURNCredentials: Sendable, Equatable {
@@ -17,12 +18,7 @@ public struct TURNCredentials: Sendable, Equatable {
     /// base64(HMAC-SHA1(secret, username)), where `expiry` is a Unix time in seconds.
     public init(restSecret secret: String, userID: String, expiry: UInt64, separator: String = ":") {
         let name = userID.isEmpty ? "\(expiry)" : "\(expiry)\(separator)\(userID)"
-        self.init(username: name, password: Self.restPassword(secret: secret, username: name))
-    }
-
-    /// base64(HMAC-SHA1(secret, username)).
-    public static func restPassword(secret: String, username: String) -> String {
-        Base64.encode(STUNDigest.hmacSHA1(key: Array(secret.utf8), Array(username.utf8)))
+        self.init(username: name, password: RESTCredentials.password(secret: Array(secret.utf8), username: name))
     }
 
     /// The long-term key: MD5(username ":" realm ":" password) (RFC 8489 §9.2.2).

@@ -1,5 +1,6 @@
 import Histogram
 import STUNCodec
+import TraverseSystem
 
 #if canImport(Glibc)
     import Glibc
@@ -50,7 +51,7 @@ enum ClientPhase: Equatable {
 final class Endpoint {
     let index: Int
     let peerIndex: Int
-    var socket: UDPSocket
+    var socket: ConnectedUDPSocket
     var client: TURNClient
     /// Times this client moved to a new local port after a 437 (the server still held an allocation
     /// for the old 5-tuple, e.g. one left over from an earlier run).
@@ -66,7 +67,7 @@ final class Endpoint {
     var receiveStreams = [ReceiveStream](repeating: ReceiveStream(), count: 3)
     var socketDrops: Int64 = 0
 
-    init(index: Int, peerIndex: Int, socket: UDPSocket, client: TURNClient, key: [UInt8], replayWindow: Int)
+    init(index: Int, peerIndex: Int, socket: ConnectedUDPSocket, client: TURNClient, key: [UInt8], replayWindow: Int)
         throws(SRTPError)
     {
         self.index = index
@@ -97,8 +98,8 @@ public final class LoadEngine {
     let config: LoadConfiguration
     var endpoints: [Endpoint] = []
     let poll: EventPoll
-    let sendBatch: DatagramBatch
-    let receiveBatch: DatagramBatch
+    let sendBatch: ConnectedSendBatch
+    let receiveBatch: ReceiveBatch
     let scratch: UnsafeMutableRawPointer
     let log: (String) -> Void
 
@@ -140,8 +141,8 @@ public final class LoadEngine {
         config = configuration
         self.log = log
         poll = try EventPoll()
-        sendBatch = DatagramBatch(capacity: 64, slotSize: 1536, withControl: false)
-        receiveBatch = DatagramBatch(capacity: 64, slotSize: 2048, withControl: true)
+        sendBatch = ConnectedSendBatch(capacity: 64, slotSize: 1536)
+        receiveBatch = ReceiveBatch(capacity: 64, bufferSize: 2048 + 4, headroom: 0)
         scratch = .allocate(byteCount: 2048, alignment: 16)
     }
 
@@ -153,13 +154,13 @@ public final class LoadEngine {
     // MARK: Run
 
     /// Runs all phases and returns the report.
-    public func run() throws -> LoadReport {
+    public func run() throws -> LoadRunReport {
         try SRTPSession.initialise()
-        raiseFileLimit()
-        let now0 = unixTimeSeconds()
+        ProcessLimits.raiseFileLimit()
+        let now0 = UInt64(Clock.unixSeconds())
         let clientCount = config.calls * 2
         for i in 0..<clientCount {
-            let socket = try UDPSocket(connectTo: config.url.server, bufferBytes: config.socketBufferBytes)
+            let socket = try ConnectedUDPSocket(connectTo: config.url.server, bufferBytes: config.socketBufferBytes)
             var client = TURNClient(credentials: config.credentials.credentials(client: i, now: now0))
             client.initialRTO = 250_000_000
             let callKey: [UInt8]
@@ -175,24 +176,24 @@ public final class LoadEngine {
             endpoints.append(e)
             try poll.add(socket.fd, token: UInt64(i))
         }
-        let setupStart = monotonicNanoseconds()
+        let setupStart = Clock.monotonicNanoseconds()
         do {
             try setUp()
         } catch {
             tearDown()  // release what was allocated
             throw error
         }
-        let setupSeconds = Double(monotonicNanoseconds() - setupStart) / 1e9
+        let setupSeconds = Double(Clock.monotonicNanoseconds() - setupStart) / 1e9
         log("setup: \(clientCount) clients allocated, permitted and bound in \(fmt(setupSeconds, 2)) s")
 
         let serverBefore = config.serverPID.flatMap { ProcessSample.read(pid: $0) }
-        let cpuBefore = selfCPUNanoseconds()
+        let cpuBefore = ProcessStats.cpuNanoseconds()
         let mediaSeconds = try media()
         drain()
-        let cpuAfter = selfCPUNanoseconds()
+        let cpuAfter = ProcessStats.cpuNanoseconds()
         let serverAfter = config.serverPID.flatMap { ProcessSample.read(pid: $0) }
-        let wall = Double(monotonicNanoseconds() - mediaStart) / 1e9
-        closeSecond(upTo: Int((Double(monotonicNanoseconds() - mediaStart) / 1e9).rounded(.down)))
+        let wall = Double(Clock.monotonicNanoseconds() - mediaStart) / 1e9
+        closeSecond(upTo: Int((Double(Clock.monotonicNanoseconds() - mediaStart) / 1e9).rounded(.down)))
         tearDown()
         return report(
             mediaSeconds: mediaSeconds, wall: wall, setupSeconds: setupSeconds,
@@ -204,7 +205,7 @@ public final class LoadEngine {
     // MARK: Set-up
 
     func setUp() throws {
-        let start = monotonicNanoseconds()
+        let start = Clock.monotonicNanoseconds()
         for e in endpoints {
             let d = e.client.start(.allocate(lifetime: config.allocationLifetime), now: start)
             if !e.socket.send(d) { sendFailures += 1 }
@@ -218,13 +219,13 @@ public final class LoadEngine {
             }), case .failed(let why) = failed.phase {
                 throw LoadError("client \(failed.index) failed during set-up: \(why)")
             }
-            let now = monotonicNanoseconds()
+            let now = Clock.monotonicNanoseconds()
             if now > deadline {
                 let phases = Dictionary(grouping: endpoints, by: { "\($0.phase)" }).mapValues(\.count)
                 throw LoadError("set-up timed out after \(config.setupTimeout) s; client phases: \(phases)")
             }
             receiveReady(timeoutMilliseconds: 5, now: now)
-            pollTimers(now: monotonicNanoseconds())
+            pollTimers(now: Clock.monotonicNanoseconds())
         }
     }
 
@@ -243,7 +244,8 @@ public final class LoadEngine {
                 succeeded(request, response: response, endpoint: e, now: now)
             case .failed(let request, let reason):
                 if case .allocate = request, e.phase == .allocating, reason.hasPrefix("437"), e.mismatches < 3,
-                    let fresh = try? UDPSocket(connectTo: config.url.server, bufferBytes: config.socketBufferBytes)
+                    let fresh = try? ConnectedUDPSocket(
+                        connectTo: config.url.server, bufferBytes: config.socketBufferBytes)
                 {
                     // 437 Allocation Mismatch: this 5-tuple already has an allocation. Use a new port.
                     e.mismatches += 1
@@ -317,14 +319,14 @@ public final class LoadEngine {
     }
 
     func tearDown() {
-        let start = monotonicNanoseconds()
+        let start = Clock.monotonicNanoseconds()
         for e in endpoints where e.relayed != nil {
             handle([.send(e.client.start(.refresh(lifetime: 0), now: start))], endpoint: e, now: start)
         }
         let deadline = start + 1_500_000_000
-        while monotonicNanoseconds() < deadline && endpoints.contains(where: { $0.client.inFlight > 0 }) {
-            receiveReady(timeoutMilliseconds: 5, now: monotonicNanoseconds())
-            pollTimers(now: monotonicNanoseconds())
+        while Clock.monotonicNanoseconds() < deadline && endpoints.contains(where: { $0.client.inFlight > 0 }) {
+            receiveReady(timeoutMilliseconds: 5, now: Clock.monotonicNanoseconds())
+            pollTimers(now: Clock.monotonicNanoseconds())
         }
     }
 
@@ -411,7 +413,7 @@ public final class LoadEngine {
 
     /// Runs the media phase; returns its length in seconds.
     func media() throws -> Double {
-        let start = monotonicNanoseconds()
+        let start = Clock.monotonicNanoseconds()
         mediaStart = start
         collectingMedia = true
         let seconds = Int(config.duration.rounded(.up)) + Int(config.drainSeconds.rounded(.up)) + 3
@@ -441,7 +443,7 @@ public final class LoadEngine {
                     if due < nextDue { nextDue = due }
                 }
             }
-            now = monotonicNanoseconds()
+            now = Clock.monotonicNanoseconds()
             var timeout: Int32 = 0
             if nextDue > now {
                 // Sleep until the next packet is due (at least 1 ms, the epoll resolution); this
@@ -449,7 +451,7 @@ public final class LoadEngine {
                 timeout = Int32(min(10, max(1, (nextDue - now) / 1_000_000)))
             }
             receiveReady(timeoutMilliseconds: timeout, now: now)
-            now = monotonicNanoseconds()
+            now = Clock.monotonicNanoseconds()
             rollSecond(now: now)
             if now >= nextTimers {
                 pollTimers(now: now)
@@ -501,11 +503,11 @@ public final class LoadEngine {
     }
 
     func drain() {
-        let deadline = monotonicNanoseconds() + UInt64(config.drainSeconds * 1e9)
-        var now = monotonicNanoseconds()
+        let deadline = Clock.monotonicNanoseconds() + UInt64(config.drainSeconds * 1e9)
+        var now = Clock.monotonicNanoseconds()
         while now < deadline {
             receiveReady(timeoutMilliseconds: 2, now: now)
-            now = monotonicNanoseconds()
+            now = Clock.monotonicNanoseconds()
             rollSecond(now: now)
         }
         collectingMedia = false
@@ -559,7 +561,7 @@ public final class LoadEngine {
         let slot = sendBatch.slot(sendBatch.count)
         let s = e.streams[i]
         let framed = config.useSendIndications ? scratch : slot + ChannelData.headerSize
-        let sendTime = monotonicNanoseconds()
+        let sendTime = Clock.monotonicNanoseconds()
         RTPProbe.write(
             to: framed, length: s.rtpLength, payloadType: s.payloadType, ssrc: s.ssrc, sequence: s.sequence,
             rtpTimestamp: s.rtpTimestamp, sendTime: sendTime, step: step, kind: s.kind.rawValue, marker: marker)
@@ -613,7 +615,7 @@ public final class LoadEngine {
             let missing = UInt64(queued - done)
             sendFailures += missing
             sent -= missing
-            let sec = Int((monotonicNanoseconds() - mediaStart) / 1_000_000_000)
+            let sec = Int((Clock.monotonicNanoseconds() - mediaStart) / 1_000_000_000)
             if sec < sentPerSecond.count { sentPerSecond[sec] -= min(sentPerSecond[sec], missing) }
             if Int(step) < sentPerStep.count { sentPerStep[Int(step)] -= min(sentPerStep[Int(step)], missing) }
         }
@@ -627,9 +629,9 @@ public final class LoadEngine {
         for k in 0..<n {
             let e = endpoints[Int(poll.token(k))]
             while true {
-                let count = receiveBatch.receive(fd: e.socket.fd)
+                let count = receiveBatch.receive(e.socket.fd)
                 if count <= 0 { break }
-                let t = monotonicNanoseconds()
+                let t = Clock.monotonicNanoseconds()
                 for i in 0..<count { receive(i, endpoint: e, now: t) }
                 let drops = receiveBatch.kernelDrops(count - 1)
                 if drops > e.socketDrops { e.socketDrops = drops }
@@ -640,8 +642,8 @@ public final class LoadEngine {
 
     @inline(__always)
     func receive(_ i: Int, endpoint e: Endpoint, now: UInt64) {
-        let p = receiveBatch.slot(i)
-        let n = receiveBatch.receivedLength(i)
+        let p = receiveBatch.payload(i)
+        let n = receiveBatch.length(i)
         guard n >= 4, !receiveBatch.truncated(i) else {
             malformed += 1
             return
@@ -715,7 +717,7 @@ public final class LoadEngine {
     func report(
         mediaSeconds: Double, wall: Double, setupSeconds: Double, generatorCPU: Double, serverBefore: ProcessSample?,
         serverAfter: ProcessSample?
-    ) -> LoadReport {
+    ) -> LoadRunReport {
         var counters = TURNClientCounters()
         var duplicates = replays
         var reordered: UInt64 = 0
@@ -806,7 +808,7 @@ public final class LoadEngine {
                     p50: p50,
                     p99: p99, p999: p999))
         }
-        return LoadReport(
+        return LoadRunReport(
             target: config.url.description, mode: config.mode.rawValue, calls: config.calls, clients: endpoints.count,
             framing: config.useSendIndications ? "send-indication" : "channel", media: mediaDescription(),
             durationSeconds: mediaSeconds, sent: sent, received: received, lost: lost,

@@ -1,6 +1,6 @@
 public import Foundation
 
-extension LoadReport {
+extension LoadRunReport {
     /// The human-readable summary table.
     public func table() -> String {
         var rows: [(String, String)] = [

@@ -65,7 +65,7 @@ public struct ControlSummary: Codable, Sendable, Equatable {
 }
 
 /// The result of a run.
-public struct LoadReport: Codable, Sendable {
+public struct LoadRunReport: Codable, Sendable {
     /// The target.
     public var target: String
     /// Load mode.

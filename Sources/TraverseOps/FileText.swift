@@ -1,3 +1,5 @@
+import TraverseSystem
+
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -5,19 +7,7 @@
 /// Small file helpers without Foundation.
 public enum FileText {
     /// The whole file as UTF-8 text, or nil if it cannot be read.
-    public static func read(_ path: String) -> String? {
-        guard let f = fopen(path, "rb") else { return nil }
-        defer { fclose(f) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = fread(&chunk, 1, chunk.count, f)
-            if n > 0 { bytes += chunk[0..<n] }
-            if n < chunk.count { break }
-            if bytes.count > 16 << 20 { return nil }
-        }
-        return String(decoding: bytes, as: UTF8.self)
-    }
+    public static func read(_ path: String) -> String? { TextFile.read(path) }
 
     /// Writes `text` to `path` atomically (temporary file, then rename), with `mode` permissions.
     @discardableResult

@@ -3,6 +3,7 @@ import STUNCodec
 import Synchronization
 public import TURNCore
 import TraverseFleet
+import TraverseSystem
 
 /// The operator's view of a running `TraverseServer`: metrics, load, readiness, drain and
 /// reload. Shared by the admin HTTP endpoint and the signal handlers, so both act the same way.

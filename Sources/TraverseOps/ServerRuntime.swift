@@ -4,6 +4,7 @@ import Synchronization
 public import TURNCore
 public import TURNRelay
 public import TraverseFleet
+public import TraverseSystem
 
 /// A running Traverse server: the data path plus the state it shares, built from a
 /// `TraverseConfiguration`. Used by the executable and by in-process integration tests.

@@ -145,7 +145,7 @@ struct TraverseLoadCommand: ParsableCommand {
         let engine = try LoadEngine(configuration: c) { line in
             FileHandle.standardError.write(Data(("traverse-load: " + line + "\n").utf8))
         }
-        let report: LoadReport
+        let report: LoadRunReport
         do {
             report = try engine.run()
         } catch {

@@ -4,6 +4,7 @@ import STUNCodec
 import TURNCore
 import Testing
 import TraverseOps
+import TraverseSystem
 
 @testable import TURNRelay
 

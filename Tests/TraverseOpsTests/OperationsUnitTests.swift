@@ -1,5 +1,6 @@
 import Testing
 import TraverseOps
+import TraverseSystem
 
 @Suite("Operations pieces")
 struct OperationsUnitTests {

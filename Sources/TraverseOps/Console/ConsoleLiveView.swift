@@ -1,5 +1,6 @@
 import TURNCore
 import TraverseFleet
+import TraverseSystem
 
 /// `GET /console/live.json[?since=MS]`: the console's live view, compact. Series are columns
 /// aligned with `t` (Unix milliseconds, one point a second, oldest first, newer than `since`);

@@ -1,89 +1,15 @@
-import CTraverseSystem
-import STUNCodec
+// Outgoing datagrams for sendmmsg(2), gathered during one receive batch and sent together, with
+// UDP GSO for runs to one destination.
+// Invariant: nothing is allocated after `init`; a queued datagram's bytes are referenced, never
+// copied, and must stay valid until `flush()`. Not thread-safe: one owner (a shard's queue).
+// Queueing is inlinable: the relay queues per packet from TURNRelay.
+
+package import CTraverseSystem
+package import STUNCodec
 
 #if canImport(Glibc)
     import Glibc
 #endif
-
-/// Receive buffers for `recvmmsg`, allocated once at stable addresses and reused for every batch.
-///
-/// Each buffer keeps `headroom` free bytes in front of the payload, so that a relay can write a
-/// ChannelData or Data-indication header in place and send the payload without copying it.
-final class ReceiveBatch {
-    let capacity: Int
-    let bufferSize: Int
-    let headroom: Int
-    static let controlSize = 64
-    let storage: UnsafeMutableRawPointer
-    let addresses: UnsafeMutablePointer<sockaddr_storage>
-    let iovecs: UnsafeMutablePointer<iovec>
-    let headers: UnsafeMutablePointer<traverse_mmsghdr>
-    let control: UnsafeMutableRawPointer
-
-    init(capacity: Int, bufferSize: Int, headroom: Int) {
-        self.capacity = capacity
-        self.bufferSize = bufferSize
-        self.headroom = headroom
-        storage = .allocate(byteCount: capacity * bufferSize, alignment: 16)
-        addresses = .allocate(capacity: capacity)
-        iovecs = .allocate(capacity: capacity)
-        headers = .allocate(capacity: capacity)
-        control = .allocate(byteCount: capacity * Self.controlSize, alignment: 16)
-        headers.initialize(repeating: traverse_mmsghdr(), count: capacity)
-        addresses.initialize(repeating: sockaddr_storage(), count: capacity)
-        iovecs.initialize(repeating: iovec(), count: capacity)
-    }
-
-    deinit {
-        storage.deallocate()
-        addresses.deallocate()
-        iovecs.deallocate()
-        headers.deallocate()
-        control.deallocate()
-    }
-
-    /// The largest datagram a buffer takes whole, keeping 4 bytes after it for padding.
-    var maxPayload: Int { bufferSize - headroom - 4 }
-
-    /// The start of message `i`'s payload.
-    @inline(__always) func payload(_ i: Int) -> UnsafeMutableRawPointer { storage + i * bufferSize + headroom }
-
-    /// Receives up to `capacity` datagrams; returns how many (0 when none are waiting), or -1.
-    @inline(__always)
-    func receive(_ fd: Int32) -> Int {
-        for i in 0..<capacity {
-            iovecs[i].iov_base = payload(i)
-            iovecs[i].iov_len = maxPayload
-            headers[i].msg_hdr.msg_name = UnsafeMutableRawPointer(addresses + i)
-            headers[i].msg_hdr.msg_namelen = socklen_t(MemoryLayout<sockaddr_storage>.size)
-            headers[i].msg_hdr.msg_iov = iovecs + i
-            headers[i].msg_hdr.msg_iovlen = 1
-            headers[i].msg_hdr.msg_control = control + i * Self.controlSize
-            headers[i].msg_hdr.msg_controllen = Self.controlSize
-            headers[i].msg_hdr.msg_flags = 0
-            headers[i].msg_len = 0
-        }
-        let n = traverse_recvmmsg(fd, headers, UInt32(capacity), Int32(MSG_DONTWAIT))
-        if n < 0 { return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1 }
-        return Int(n)
-    }
-
-    /// Bytes received in message `i`.
-    @inline(__always) func length(_ i: Int) -> Int { Int(headers[i].msg_len) }
-
-    /// Whether message `i` was cut short by the buffer.
-    @inline(__always) func truncated(_ i: Int) -> Bool { headers[i].msg_hdr.msg_flags & Int32(MSG_TRUNC) != 0 }
-
-    /// The segment size of message `i` when UDP GRO merged several datagrams into it, or 0.
-    @inline(__always) func groSegmentSize(_ i: Int) -> Int {
-        withUnsafePointer(to: &headers[i].msg_hdr) { Int(traverse_cmsg_gro_segment_size($0)) }
-    }
-
-    /// The kernel's cumulative drop count reported with message `i` (SO_RXQ_OVFL), or -1.
-    @inline(__always) func kernelDrops(_ i: Int) -> Int64 {
-        withUnsafePointer(to: &headers[i].msg_hdr) { traverse_cmsg_rxq_overflow($0) }
-    }
-}
 
 /// Outgoing datagrams collected during one receive batch and sent with `sendmmsg`, one call per
 /// run of datagrams that leave through the same socket.
@@ -97,45 +23,50 @@ final class ReceiveBatch {
 /// walks its send path once for the whole run and splits it at the end. Video frames are sent as
 /// several equal-sized packets back to back, and a peer's burst to a client comes out of one
 /// receive batch in order, so these runs are common.
-final class SendBatch {
-    let capacity: Int
-    static let replySize = 2048
+package final class SendBatch {
+    /// Datagrams queued at most before an early flush.
+    package let capacity: Int
+    /// Bytes of a reply buffer.
+    package static let replySize = 2048
     /// Bytes of a header slot: a Data indication header with an IPv6 XOR-PEER-ADDRESS fits.
-    static let headerSlotSize = 64
+    package static let headerSlotSize = 64
     /// Most datagrams in one GSO message (the kernel's UDP_MAX_SEGMENTS is 64 or more).
-    static let maxSegments = 64
+    package static let maxSegments = 64
     /// Most payload bytes in one GSO message (one IP packet's worth).
-    static let maxSegmentedBytes = 65_000
-    static let controlSize = 32
-    let replies: UnsafeMutableRawPointer
-    let headerSlots: UnsafeMutableRawPointer
+    package static let maxSegmentedBytes = 65_000
+    @usableFromInline static let controlSize = 32
+    @usableFromInline let replies: UnsafeMutableRawPointer
+    @usableFromInline let headerSlots: UnsafeMutableRawPointer
     /// Four zero bytes: the padding iovec of Data indications whose payload is not 4-aligned.
-    let zeros: UnsafeMutableRawPointer
-    let addresses: UnsafeMutablePointer<sockaddr_storage>
-    let iovecs: UnsafeMutablePointer<iovec>
+    @usableFromInline let zeros: UnsafeMutableRawPointer
+    @usableFromInline let addresses: UnsafeMutablePointer<sockaddr_storage>
+    @usableFromInline let iovecs: UnsafeMutablePointer<iovec>
     /// The first iovec of each queued datagram, and its length in bytes.
-    let firstIovec: UnsafeMutablePointer<Int>
-    let lengths: UnsafeMutablePointer<Int>
-    let headers: UnsafeMutablePointer<traverse_mmsghdr>
-    let sockets: UnsafeMutablePointer<Int32>
+    @usableFromInline let firstIovec: UnsafeMutablePointer<Int>
+    @usableFromInline let lengths: UnsafeMutablePointer<Int>
+    @usableFromInline let headers: UnsafeMutablePointer<traverse_mmsghdr>
+    @usableFromInline let sockets: UnsafeMutablePointer<Int32>
     /// The messages handed to `sendmmsg`: one per datagram, or one per GSO run.
-    let packed: UnsafeMutablePointer<traverse_mmsghdr>
+    @usableFromInline let packed: UnsafeMutablePointer<traverse_mmsghdr>
     /// The datagrams each packed message carries.
-    let packedDatagrams: UnsafeMutablePointer<Int>
+    @usableFromInline let packedDatagrams: UnsafeMutablePointer<Int>
     /// The first queued datagram of each packed message.
-    let packedFirst: UnsafeMutablePointer<Int>
-    let control: UnsafeMutableRawPointer
-    private(set) var count = 0
-    private var iovecCount = 0
+    @usableFromInline let packedFirst: UnsafeMutablePointer<Int>
+    @usableFromInline let control: UnsafeMutableRawPointer
+    /// Datagrams queued.
+    @usableFromInline package internal(set) var count = 0
+    @usableFromInline var iovecCount = 0
     /// Datagrams the kernel refused (counted as drops by the caller).
-    var failed = 0
+    package var failed = 0
     /// Whether runs to one destination are sent as GSO messages.
-    private(set) var segmentationOffload: Bool
+    package private(set) var segmentationOffload: Bool
     /// GSO messages sent, and the datagrams they carried.
-    private(set) var segmentedSends: UInt64 = 0
-    private(set) var segmentedDatagrams: UInt64 = 0
+    package private(set) var segmentedSends: UInt64 = 0
+    /// Datagrams carried by those GSO messages.
+    package private(set) var segmentedDatagrams: UInt64 = 0
 
-    init(capacity: Int, segmentationOffload: Bool = true) {
+    /// Room for `capacity` datagrams; `segmentationOffload` turns GSO runs on.
+    package init(capacity: Int, segmentationOffload: Bool = true) {
         self.capacity = capacity
         self.segmentationOffload = segmentationOffload
         replies = .allocate(byteCount: capacity * Self.replySize, alignment: 16)
@@ -180,19 +111,19 @@ final class SendBatch {
     }
 
     /// The reply buffer of the next slot, for a response written in place.
-    @inline(__always) var nextReplyBuffer: UnsafeMutableRawBufferPointer {
+    @inlinable @inline(__always) package var nextReplyBuffer: UnsafeMutableRawBufferPointer {
         if count == capacity { flush() }
         return UnsafeMutableRawBufferPointer(start: replies + count * Self.replySize, count: Self.replySize)
     }
 
     /// The header slot of the next datagram, for `enqueue(fd:to:headerLength:payload:length:padding:)`.
-    @inline(__always) var nextHeaderSlot: UnsafeMutableRawPointer {
+    @inlinable @inline(__always) package var nextHeaderSlot: UnsafeMutableRawPointer {
         if count == capacity { flush() }
         return headerSlots + count * Self.headerSlotSize
     }
 
     /// Starts datagram `count` to `destination` through `fd`; its iovecs follow.
-    @inline(__always) private func begin(fd: Int32, to destination: TransportAddress) -> Int {
+    @inlinable @inline(__always) func begin(fd: Int32, to destination: TransportAddress) -> Int {
         if count == capacity { flush() }
         let i = count
         firstIovec[i] = iovecCount
@@ -205,7 +136,7 @@ final class SendBatch {
         return i
     }
 
-    @inline(__always) private func append(_ base: UnsafeRawPointer, _ length: Int) {
+    @inlinable @inline(__always) func append(_ base: UnsafeRawPointer, _ length: Int) {
         iovecs[iovecCount].iov_base = UnsafeMutableRawPointer(mutating: base)
         iovecs[iovecCount].iov_len = length
         iovecCount += 1
@@ -213,8 +144,8 @@ final class SendBatch {
 
     /// Queues `length` bytes at `bytes` to `destination` through `fd`. The bytes must stay valid
     /// until the next `flush()` (they point into the receive batch or the reply buffers).
-    @inline(__always)
-    func enqueue(fd: Int32, to destination: TransportAddress, bytes: UnsafeRawPointer, length: Int) {
+    @inlinable @inline(__always)
+    package func enqueue(fd: Int32, to destination: TransportAddress, bytes: UnsafeRawPointer, length: Int) {
         let i = begin(fd: fd, to: destination)
         append(bytes, length)
         headers[i].msg_hdr.msg_iovlen = 1
@@ -224,8 +155,8 @@ final class SendBatch {
 
     /// Queues a datagram made of the `headerLength` bytes written into `nextHeaderSlot`, then
     /// `length` payload bytes at `payload` (valid until the next `flush()`), then `padding` zeros.
-    @inline(__always)
-    func enqueue(
+    @inlinable @inline(__always)
+    package func enqueue(
         fd: Int32, to destination: TransportAddress, headerLength: Int, payload: UnsafeRawPointer, length: Int,
         padding: Int
     ) {
@@ -239,8 +170,8 @@ final class SendBatch {
     }
 
     /// Queues the reply written into `nextReplyBuffer`.
-    @inline(__always)
-    func enqueueReply(fd: Int32, to destination: TransportAddress, length: Int) {
+    @inlinable @inline(__always)
+    package func enqueueReply(fd: Int32, to destination: TransportAddress, length: Int) {
         let buffer = nextReplyBuffer
         enqueue(fd: fd, to: destination, bytes: buffer.baseAddress!, length: length)
     }
@@ -289,7 +220,7 @@ final class SendBatch {
     }
 
     /// Sends everything queued.
-    func flush() {
+    package func flush() {
         var start = 0
         while start < count {
             let fd = sockets[start]
