@@ -132,7 +132,7 @@ public final class RelayServer: @unchecked Sendable {
 
     /// Starts every shard.
     public func start() {
-        for shard in shards { shard.queue.sync { shard.start() } }
+        for shard in shards { shard.onQueue { shard.start() } }
         if let tls {
             let logger = self.logger
             certificateWatch.schedule(deadline: .now() + 2, repeating: 2.0, leeway: .milliseconds(500))
@@ -164,7 +164,7 @@ public final class RelayServer: @unchecked Sendable {
     public func stop() {
         certificateWatch.cancel()
         deferredListeners.cancel()
-        for shard in shards { shard.queue.sync { shard.stop() } }
+        for shard in shards { shard.onQueue { shard.stop() } }
     }
 
     /// Counters summed over the shards, each read on its own queue without blocking the caller.
@@ -217,6 +217,6 @@ public final class RelayServer: @unchecked Sendable {
             return list
         }
         let fanOut: @Sendable (AllocationEvent) -> Void = { event in for o in all { o(event) } }
-        for shard in shards { shard.queue.sync { shard.eventObserver = fanOut } }
+        for shard in shards { shard.onQueue { shard.eventObserver = fanOut } }
     }
 }

@@ -8,6 +8,7 @@
 // the core). Nothing here allocates, locks or logs per packet. On the shard's queue.
 import STUNCodec
 import TURNCore
+import TraverseSystem
 
 extension Shard {
     /// Receives and handles what a UDP (or DTLS) listening socket holds, in bounded batches so

@@ -10,6 +10,7 @@
 import CTraverseSystem
 import STUNCodec
 import TURNCore
+import TraverseSystem
 
 extension Shard {
     /// Relays datagrams that peers sent to the relay socket `fd` of the allocation in `slot`.

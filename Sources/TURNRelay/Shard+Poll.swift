@@ -4,6 +4,8 @@
 // Invariant: runs on the shard's queue only; returns to Dispatch within the linger budget, and at
 // once when the doorbell rang (work posted from another thread waits behind it).
 
+import TraverseSystem
+
 extension Shard {
     /// Serves every UDP socket the epoll set reports readable; then, while datagrams keep coming
     /// within `pollLingerMicroseconds` of each other, keeps serving them for up to

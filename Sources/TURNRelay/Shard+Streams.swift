@@ -8,6 +8,7 @@ import CTraverseSystem
 import Dispatch
 import STUNCodec
 import TURNCore
+import TraverseSystem
 
 #if canImport(Glibc)
     import Glibc

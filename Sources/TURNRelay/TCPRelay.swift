@@ -332,7 +332,7 @@ extension Shard {
         }
         for bound in connectionRegistry.takeBound(relay: relay) {
             guard let shard = directory.shard(bound.shard) else { continue }
-            shard.queue.async {
+            shard.post {
                 guard let c = shard.streamWriters[bound.dataConnection] as? StreamConnection, c.boundRelay == relay
                 else { return }
                 c.close(.allocationEnded)
@@ -355,9 +355,9 @@ extension Shard {
         connection.boundRelay = entry.relay
         connection.beginRawRelay()
         let home = self
-        shard.queue.async {
+        shard.post {
             let detached = shard.detachLink(id)
-            home.queue.async {
+            home.post {
                 let connection = home.streamWriters[dataConnection] as? StreamConnection
                 if let (fd, buffered) = detached, let connection {
                     connection.attachRawPeer(fd: fd, initial: buffered)

@@ -132,7 +132,7 @@ extension RelayServer {
     public func handOverSharedListeners() -> [(address: TransportAddress, transport: TransportProtocol)] {
         var handed: [(address: TransportAddress, transport: TransportProtocol)] = []
         for (entry, inodes) in listenerRecord.remaining() where sharedElsewhere(entry, inodes) {
-            for shard in shards { shard.queue.sync { shard.yieldListener(entry.address, entry.transport) } }
+            for shard in shards { shard.onQueue { shard.yieldListener(entry.address, entry.transport) } }
             listenerRecord.markHandedOver(entry)
             logger.notice(
                 "listener handed over to another process",
@@ -192,7 +192,7 @@ extension RelayServer {
         for (shard, fd) in zip(shards, fds) {
             listenerRecord.note(fd: fd, address: address, transport: dtls ? .dtls : .udp)
             Sockets.tuneDatagramSocket(fd, bufferBytes: configuration.socketBufferBytes)
-            shard.queue.sync { shard.addListener(fd: fd, address: address, dtls: dtls) }
+            shard.onQueue { shard.addListener(fd: fd, address: address, dtls: dtls) }
         }
     }
 }
