@@ -126,7 +126,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .testTarget(
-            name: "TraverseOpsTests", dependencies: ["TraverseOps", "TURNRelay", "TURNCore", "STUNCodec", "TraverseSystem"]),
+            name: "TraverseOpsTests",
+            dependencies: ["TraverseOps", "TURNRelay", "TURNCore", "STUNCodec", "TraverseSystem"]),
         .testTarget(name: "TraverseFleetTests", dependencies: ["TraverseFleet", "TURNCore", "STUNCodec"]),
         .testTarget(name: "TraverseLoadTests", dependencies: ["TraverseLoad", "STUNCodec", "CSRTP", "CSRTPCrypto"]),
     ]
