@@ -15,7 +15,7 @@ PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_GET := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -qq -y -o Dpkg::Use-Pty=0
 
-BUILD_PACKAGES := libssl-dev libsrtp2-dev libhiredis-dev pkg-config
+BUILD_PACKAGES := libssl-dev libsrtp2-dev libhiredis-dev libbpf-dev pkg-config
 # Read at run time: Chart.js for the console's charts (/usr/share/javascript/chart.js/chart.min.js).
 RUN_PACKAGES := libjs-chart.js
 # chromium: the console tests drive it headless (Tests/Interop/test_console.py).
@@ -34,14 +34,32 @@ if [ -n "$$missing" ]; then \
 fi
 endef
 
-.PHONY: deps build run test swift-test interop interop-deps deploy-check deploy-deps container-check \
+.PHONY: deps build bpf run test swift-test interop interop-deps deploy-check deploy-deps container-check \
 	bench bench-compare soak fuzz lint docs format clean distclean screenshots
 
 deps:
 	@$(call apt_install,$(BUILD_PACKAGES) $(RUN_PACKAGES))
 
+# The XDP program (server.fast_path = "xdp"): compiled with clang (the Swift toolchain's, or
+# Debian's) for the BPF target, beside the executables that load it. Never committed.
+CLANG ?= clang
+BPF_SOURCE := Sources/CTraverseXDP/bpf/traverse_xdp.bpf.c
+BPF_CFLAGS := -O2 -g -Wall -target bpf -I/usr/include/$(shell uname -m)-linux-gnu
+# bpf_object(dir): compiles the program into dir/traverse-xdp.bpf.o when the source is newer.
+define bpf_object
+test -d $(1) || { echo "$(1): build first" >&2; exit 1; }; if [ ! -e $(1)/traverse-xdp.bpf.o ] || [ $(BPF_SOURCE) -nt $(1)/traverse-xdp.bpf.o ] \
+  || [ Sources/CTraverseXDP/include/traverse_xdp_maps.h -nt $(1)/traverse-xdp.bpf.o ]; then \
+  $(CLANG) $(BPF_CFLAGS) -c $(BPF_SOURCE) -o $(1)/traverse-xdp.bpf.o; fi
+endef
+
 build:
 	$(SWIFT) build --scratch-path $(SCRATCH) $(SWIFT_BUILD_FLAGS)
+	@$(call bpf_object,$(SCRATCH)/debug)
+
+# Only the XDP object (e.g. for a release build: `make bpf BPF_DIR=.build/release`).
+BPF_DIR ?= $(SCRATCH)/debug
+bpf:
+	@$(call bpf_object,$(BPF_DIR))
 
 run: deps build
 	$(TRAVERSE) serve

@@ -50,6 +50,9 @@ let package = Package(
         // libsrtp's AES-ICM and HMAC-SHA1 redone with OpenSSL: Debian's libsrtp2 uses NSS, which
         // creates a PKCS #11 context per packet and made the load generator its own bottleneck.
         .target(name: "CSRTPCrypto", dependencies: ["COpenSSL", "CSRTP"]),
+        // The kernel fast path: libbpf glue (`xdp_loader.c`) and, in `bpf/`, the XDP program's
+        // source, which `make build` compiles with clang -target bpf (it is not part of this target).
+        .target(name: "CTraverseXDP", exclude: ["bpf"], linkerSettings: [.linkedLibrary("bpf")]),
 
         // Pure STUN/TURN wire format: no I/O, no Foundation.
         .target(name: "STUNCodec", dependencies: ["CTraverseCrypto"]),
@@ -63,7 +66,7 @@ let package = Package(
             name: "TURNRelay",
             dependencies: [
                 "TURNCore", "STUNCodec", "TraverseSystem", "CTraverseSystem", "CTraverseTLS", "COpenSSL",
-                .product(name: "Logging", package: "swift-log"),
+                "CTraverseXDP", .product(name: "Logging", package: "swift-log"),
             ]
         ),
         // Fleet coordination through Redis (hiredis): load board, bans, fleet-wide quota,

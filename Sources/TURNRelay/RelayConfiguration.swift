@@ -41,6 +41,13 @@ public struct RelayConfiguration: Sendable {
     /// Started with `--takeover`: a UDP (or DTLS) address another process still listens on is
     /// bound only once it is free, when that instance hands it over (`Takeover.swift`).
     public var takeover = false
+    /// The kernel fast path: `.xdp` relays bound-channel ChannelData over UDP in an XDP program
+    /// attached to `fastPathInterfaces`.
+    public var fastPath: FastPathMode = .off
+    /// Interfaces the XDP program is attached to (those that carry clients' and peers' traffic).
+    public var fastPathInterfaces: [String] = []
+    /// The compiled BPF object; nil: `traverse-xdp.bpf.o` beside the executable.
+    public var fastPathObject: String?
 
     public init() {}
 

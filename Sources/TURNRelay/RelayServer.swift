@@ -37,6 +37,10 @@ public final class RelayServer: @unchecked Sendable {
     let listenerRecord = ListenerRecord()
     /// UDP and DTLS addresses held by the instance being taken over, bound once it releases them.
     let deferredListeners = DeferredListeners()
+    /// The kernel fast path's program, when configured and loaded (`RelayServer+FastPath`).
+    public private(set) var fastPathProgram: XDPProgram?
+    /// Why the configured fast path could not start.
+    public private(set) var fastPathFailure: FastPathFailure?
 
     /// Binds every listening socket; `start()` then begins serving. `nonceSecret` is shared by
     /// every node of a fleet (so that any node accepts any node's nonce); by default a random one.
@@ -87,6 +91,7 @@ public final class RelayServer: @unchecked Sendable {
                 boundDTLS.append(try bindDatagram(requested, dtls: true))
             }
         }
+        (fastPathProgram, fastPathFailure) = Self.startFastPath(configuration, logger: logger)
     }
 
     /// Binds a UDP socket on every shard (SO_REUSEPORT); returns the bound address. Taking over,
@@ -132,7 +137,13 @@ public final class RelayServer: @unchecked Sendable {
 
     /// Starts every shard.
     public func start() {
-        for shard in shards { shard.onQueue { shard.start() } }
+        let program = fastPathProgram
+        for shard in shards {
+            shard.onQueue {
+                if let program { shard.fastPath = FastPathMirror(program: program) }
+                shard.start()
+            }
+        }
         if let tls {
             let logger = self.logger
             certificateWatch.schedule(deadline: .now() + 2, repeating: 2.0, leeway: .milliseconds(500))
@@ -164,13 +175,31 @@ public final class RelayServer: @unchecked Sendable {
     public func stop() {
         certificateWatch.cancel()
         deferredListeners.cancel()
-        for shard in shards { shard.onQueue { shard.stop() } }
+        // The program is detached once every shard has ended its allocations (and removed their
+        // entries); until then it keeps relaying what the core still allows.
+        let group = DispatchGroup()
+        for shard in shards {
+            group.enter()
+            shard.onQueue {
+                shard.stop()
+                group.leave()
+            }
+        }
+        if let program = fastPathProgram {
+            group.notify(queue: .global()) { program.close() }
+        }
     }
 
     /// Counters summed over the shards, each read on its own queue without blocking the caller.
     public func counters() async -> CoreCounters {
         var total = CoreCounters()
-        for shard in shards { total.add(await shard.snapshot { shard.core.counters }) }
+        for shard in shards {
+            total.add(
+                await shard.snapshot {
+                    shard.fastPath?.harvest(shard.core)
+                    return shard.core.counters
+                })
+        }
         return total
     }
 

@@ -24,9 +24,9 @@ extension Shard {
                     }
                     closeRelay(endpoint)
                 case .permissionInstalled, .permissionRemoved, .channelBound, .channelRemoved, .allocationEnded:
-                    // The socket path reads the core's own state; these are for a copy of it
-                    // (a kernel fast path) kept elsewhere.
-                    break
+                    // The socket path reads the core's own state; the kernel fast path keeps a
+                    // copy of it in its maps.
+                    fastPath?.apply(effect, core)
                 }
             }
         }
@@ -39,6 +39,7 @@ extension Shard {
         core.events.removeAll(keepingCapacity: true)
         let full = configuration.logFullAddresses
         for e in events {
+            var event = e
             switch e {
             case .created(let ft, _, let relays, let lifetime):
                 logger.info(
@@ -47,7 +48,14 @@ extension Shard {
                         "client": "\(AddressRedaction.format(ft.client, full: full))", "transport": "\(ft.transport)",
                         "relay": "\(relays.map(\.description).joined(separator: ","))", "lifetime": "\(lifetime)",
                     ])
-            case .ended(let ft, _, let duration, let traffic, let reason):
+            case .ended(let ft, let username, let duration, var traffic, let reason):
+                // What the fast path relayed since its last harvest belongs to the totals too.
+                if let t = fastPath?.takeEndedTraffic(ft) {
+                    traffic.add(t)
+                    event = .ended(
+                        fiveTuple: ft, username: username, durationMilliseconds: duration, traffic: traffic,
+                        reason: reason)
+                }
                 logger.info(
                     "allocation ended",
                     metadata: [
@@ -58,7 +66,7 @@ extension Shard {
                     ])
                 streamWriters[ft]?.allocationEnded()
             }
-            eventObserver?(e)
+            eventObserver?(event)
         }
     }
 }

@@ -95,6 +95,10 @@ final class Shard: @unchecked Sendable {
     /// The other shards of the server, by index (for RFC 6062 hand-overs).
     let directory: ShardDirectory
 
+    /// The kernel fast path's copy of this shard's bindings (`FastPathMirror`), when the XDP
+    /// program is loaded.
+    var fastPath: FastPathMirror?
+
     /// Called with each allocation event after it is logged (metrics, the fleet, tests).
     var eventObserver: ((AllocationEvent) -> Void)?
 
@@ -245,6 +249,8 @@ final class Shard: @unchecked Sendable {
     func sweep() {
         assertOnQueue()
         let t = now()
+        // The fast path's traffic first, so that allocations ending now carry it.
+        fastPath?.harvest(core)
         core.sweep(now: t)
         if index == 0 { ports.expireReservations(now: t.milliseconds) }
         sweepLinks(now: t.milliseconds)

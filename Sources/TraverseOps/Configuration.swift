@@ -30,6 +30,9 @@ public struct TraverseConfiguration: Sendable {
     public var udpGSO: Bool = K.udpGSO.defaultValue
     public var udpGRO: Bool = K.udpGRO.defaultValue
     public var pollLingerMicroseconds: Int = K.pollLinger.defaultValue
+    public var fastPath: FastPathMode = K.fastPath.defaultValue
+    public var fastPathInterfaces: [String] = K.fastPathInterfaces.defaultValue
+    public var fastPathObject: String? = K.fastPathObject.defaultValue
     public var software: String? = K.software.defaultValue
     public var stateDirectory: String = K.stateDirectory.defaultValue
     // [log]
@@ -123,6 +126,9 @@ public struct TraverseConfiguration: Sendable {
         r.maxConnectionsPerSource = maxConnectionsPerSource
         r.dtls = dtls
         r.idleTimeoutSeconds = idleConnectionTimeout
+        r.fastPath = fastPath
+        r.fastPathInterfaces = fastPathInterfaces
+        r.fastPathObject = fastPathObject
         return r
     }
 

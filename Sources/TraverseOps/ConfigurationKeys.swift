@@ -1,5 +1,6 @@
 import STUNCodec
 import TURNCore
+import TURNRelay
 import TraverseFleet
 
 /// The table of every TOML key: name, documented type, default, validation and a one-line
@@ -11,8 +12,9 @@ public enum ConfigurationKeys {
     /// Every key, in the order of Docs/configuration.md.
     public static let all: [ConfigurationKey] =
         [
-            listen.row, tlsListen.row, shards.row, udpGSO.row, udpGRO.row, pollLinger.row, software.row,
-            stateDirectory.row, logLevel.row, logFormat.row, redactAddresses.row, realm.row, users.row,
+            listen.row, tlsListen.row, shards.row, udpGSO.row, udpGRO.row, pollLinger.row, fastPath.row,
+            fastPathInterfaces.row, fastPathObject.row, software.row, stateDirectory.row, logLevel.row, logFormat.row,
+            redactAddresses.row, realm.row, users.row,
             usersFile.row, secrets.row, restSeparator.row, nonceLifetime.row, relayAddresses.row,
             externalAddresses.row, portRange.row, allowPeers.row, denyPeers.row, bannedClients.row,
         ] + limitsAndAdmin
@@ -50,6 +52,20 @@ public enum ConfigurationKeys {
         "server.poll_linger_us", "integer 0–10000", Kinds.int(0...10_000), default: 500,
         doc: "Microseconds a shard waits for more datagrams after a wakeup."
     ) { $0.pollLingerMicroseconds = $1 }
+    static let fastPath = TypedKey(
+        "server.fast_path", "string",
+        Kinds.choice(FastPathMode.allCases.map(\.rawValue), reason: "expected \"off\" or \"xdp\"").map(
+            { FastPathMode(rawValue: $0)! }, back: { $0.rawValue }), default: FastPathMode.off,
+        doc: "\"xdp\": relay bound-channel ChannelData over UDP in the kernel (Docs/deployment.md)."
+    ) { $0.fastPath = $1 }
+    static let fastPathInterfaces = TypedKey(
+        "server.fast_path_interfaces", "array of strings", Kinds.strings, default: [],
+        doc: "Interfaces the XDP program is attached to; required with fast_path = \"xdp\"."
+    ) { $0.fastPathInterfaces = $1 }
+    static let fastPathObject = TypedKey<String?>(
+        "server.fast_path_object", "string (path)", Kinds.optional(Kinds.string), default: nil, shown: "`\"\"`",
+        doc: "The compiled XDP object; empty: traverse-xdp.bpf.o beside the executable."
+    ) { $0.fastPathObject = $1 }
     static let software = TypedKey<String?>(
         "server.software", "string", Kinds.optional(Kinds.string), default: nil, shown: "`\"\"`",
         doc: "SOFTWARE attribute on answers; empty sends none."
