@@ -35,7 +35,7 @@ fi
 endef
 
 .PHONY: deps build bpf run test swift-test interop interop-deps deploy-check deploy-deps container-check \
-	bench bench-compare soak fuzz lint docs format clean distclean screenshots
+	bench bench-compare bench-xdp soak fuzz lint docs format clean distclean screenshots
 
 deps:
 	@$(call apt_install,$(BUILD_PACKAGES) $(RUN_PACKAGES))
@@ -144,6 +144,11 @@ bench:
 
 bench-compare:
 	Benchmarks/compare/bench-compare.sh
+
+# coturn vs Traverse (sockets) vs Traverse (XDP) in a network-namespace lab, machine-wide CPU per
+# relayed datagram from /proc/stat; needs root. See Docs/benchmarks.md.
+bench-xdp:
+	Benchmarks/xdp/bench-xdp.sh
 
 # Long run under churning load (not part of `make test`); see Benchmarks/soak/README.md.
 # Uses TRAVERSE_BIN / TRAVERSE_LOAD_BIN when set, else builds release binaries.
