@@ -5,6 +5,7 @@
 // interface or object) never stops the server: one log line with the reason, a failure the
 // metrics count, and the socket path serves everything.
 import Logging
+import TraverseSystem
 
 /// The kernel fast path setting (`server.fast_path`).
 public enum FastPathMode: String, Sendable, Hashable, CaseIterable {

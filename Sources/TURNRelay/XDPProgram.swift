@@ -99,7 +99,7 @@ public final class XDPProgram: @unchecked Sendable {
         }
         var reason = [CChar](repeating: 0, count: 512)
         guard let handle = traverse_xdp_load(objectPath, &reason, reason.count) else {
-            return .failure(FastPathFailure(stage: "load", reason: String(cString: reason)))
+            return .failure(FastPathFailure(stage: "load", reason: Self.text(reason)))
         }
         var attached: [(String, XDPAttachMode)] = []
         for name in interfaces {
@@ -111,11 +111,17 @@ public final class XDPProgram: @unchecked Sendable {
             let mode = traverse_xdp_attach(handle, Int32(index), &reason, reason.count)
             guard mode > 0 else {
                 traverse_xdp_close(handle)
-                return .failure(FastPathFailure(stage: "attach", reason: "\(name): \(String(cString: reason))"))
+                return .failure(FastPathFailure(stage: "attach", reason: "\(name): \(Self.text(reason))"))
             }
             attached.append((name, mode == Int32(TRAVERSE_XDP_MODE_NATIVE.rawValue) ? .native : .generic))
         }
         return .success(XDPProgram(handle: handle, attachments: attached))
+    }
+
+    /// A C string in `buffer`, up to its terminating zero.
+    private static func text(_ buffer: [CChar]) -> String {
+        let end = buffer.firstIndex(of: 0) ?? buffer.endIndex
+        return String(decoding: buffer[..<end].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     private init(handle: OpaquePointer, attachments: [(interface: String, mode: XDPAttachMode)]) {

@@ -165,7 +165,11 @@ public final class AdminServer: Sendable {
             "POST /reload",
             handler: guarded { _ in
                 switch ops.reload(trigger: "http") {
-                case .success: return answer(.ok, ReloadAnswer(reloaded: true))
+                case .success:
+                    // Answered once every shard applied the new policy (and removed what it
+                    // denies from the fast path): a datagram sent after the answer meets it.
+                    await ops.server.relay.sweepNow()
+                    return answer(.ok, ReloadAnswer(reloaded: true))
                 case .failure(let e): return answer(.badRequest, ReloadAnswer(reloaded: false, reason: e.description))
                 }
             })

@@ -33,6 +33,10 @@ public struct TraverseConfiguration: Sendable {
     public var fastPath: FastPathMode = K.fastPath.defaultValue
     public var fastPathInterfaces: [String] = K.fastPathInterfaces.defaultValue
     public var fastPathObject: String? = K.fastPathObject.defaultValue
+    /// Tests only (`TRAVERSE_TEST_PERMISSION_LIFETIME`): RFC 8656 fixes 300 s.
+    public var testPermissionLifetime: UInt32?
+    /// Tests only (`TRAVERSE_TEST_CHANNEL_LIFETIME`): RFC 8656 fixes 600 s.
+    public var testChannelLifetime: UInt32?
     public var software: String? = K.software.defaultValue
     public var stateDirectory: String = K.stateDirectory.defaultValue
     // [log]
@@ -136,6 +140,8 @@ public struct TraverseConfiguration: Sendable {
     public func coreConfiguration() -> CoreConfiguration {
         var c = CoreConfiguration()
         c.software = software
+        if let t = testPermissionLifetime { c.permissionLifetime = t }
+        if let t = testChannelLifetime { c.channelLifetime = t }
         c.defaultLifetime = defaultLifetime
         c.maxLifetime = maxLifetime
         c.nonceLifetime = nonceLifetime

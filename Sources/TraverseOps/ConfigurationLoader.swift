@@ -56,6 +56,10 @@ public enum ConfigurationLoader {
         if c.maxLifetime < c.defaultLifetime {
             throw ConfigurationError(key: "limits.max_lifetime", reason: "must not be below limits.default_lifetime")
         }
+        if c.fastPath == .xdp && c.fastPathInterfaces.isEmpty {
+            throw ConfigurationError(
+                key: "server.fast_path_interfaces", reason: "fast_path = \"xdp\" needs the interfaces to attach to")
+        }
         if c.listen.isEmpty && c.effectiveTLSListen.isEmpty {
             throw ConfigurationError(key: "server.listen", reason: "at least one listening address is needed")
         }
@@ -113,6 +117,12 @@ public struct ConfigurationOverrides: Sendable {
     public var redis: String?
     public var nodeID: String?
     public var fleetSecret: String?
+    /// Tests only: a permission lifetime shorter than RFC 8656's fixed 300 s
+    /// (`TRAVERSE_TEST_PERMISSION_LIFETIME`, seconds), to watch expiry happen.
+    public var testPermissionLifetime: String?
+    /// Tests only: a channel lifetime shorter than RFC 8656's fixed 600 s
+    /// (`TRAVERSE_TEST_CHANNEL_LIFETIME`, seconds).
+    public var testChannelLifetime: String?
 
     public init() {}
 
@@ -139,6 +149,8 @@ public struct ConfigurationOverrides: Sendable {
         o.redis = env["TRAVERSE_REDIS"]
         o.nodeID = env["TRAVERSE_NODE_ID"]
         o.fleetSecret = env["TRAVERSE_FLEET_SECRET"]
+        o.testPermissionLifetime = env["TRAVERSE_TEST_PERMISSION_LIFETIME"]
+        o.testChannelLifetime = env["TRAVERSE_TEST_CHANNEL_LIFETIME"]
         return o
     }
 
@@ -218,6 +230,18 @@ public struct ConfigurationOverrides: Sendable {
         }
         if let nodeID { c.fleetNodeID = nodeID }
         if let fleetSecret { c.fleetSecret = fleetSecret }
+        if let testPermissionLifetime {
+            guard let v = UInt32(testPermissionLifetime), (1...300).contains(v) else {
+                throw ConfigurationError(key: "TRAVERSE_TEST_PERMISSION_LIFETIME", reason: "expected 1–300 seconds")
+            }
+            c.testPermissionLifetime = v
+        }
+        if let testChannelLifetime {
+            guard let v = UInt32(testChannelLifetime), (1...600).contains(v) else {
+                throw ConfigurationError(key: "TRAVERSE_TEST_CHANNEL_LIFETIME", reason: "expected 1–600 seconds")
+            }
+            c.testChannelLifetime = v
+        }
         try ConfigurationLoader.validate(c)
         return c
     }

@@ -142,6 +142,7 @@ public final class Operations: Sendable {
         s.streams = await relay.streamCounters()
         s.dtls = await relay.dtlsCounters()
         s.fleet = fleet.map(FleetSnapshot.init)
+        if relay.configuration.fastPath != .off { s.fastPath = await relay.fastPathStatus() }
         s.cpuSeconds = ProcessStats.cpuSeconds()
         s.residentBytes = ProcessStats.residentBytes()
         s.loadScore = loadReport(counters: counters).load

@@ -74,6 +74,14 @@ public final class TraverseServer: Sendable {
                 throw .tls(.cannotGenerate(path: config.stateDirectory))
             }
         }
+        if config.testPermissionLifetime != nil || config.testChannelLifetime != nil {
+            logger.warning(
+                "test lifetimes in force: RFC 8656 fixes permissions at 300 s and channels at 600 s",
+                metadata: [
+                    "permission_s": "\(config.testPermissionLifetime ?? 300)",
+                    "channel_s": "\(config.testChannelLifetime ?? 600)",
+                ])
+        }
         var relayConfiguration = config.relayConfiguration()
         relayConfiguration.takeover = takeover
         do {
@@ -130,6 +138,9 @@ public final class TraverseServer: Sendable {
         combined.bannedClients = ClientBanList(
             policy.bannedClients.prefixes + bans.active(now: Int64(FleetBoard.nowMilliseconds() / 1000)))
         shared.replacePolicy(combined)
+        // Permissions and channels the new policy denies end now, not at the next sweep.
+        let relay = self.relay
+        Task { await relay.sweepNow() }
     }
 
     /// Stops serving; ends every allocation.

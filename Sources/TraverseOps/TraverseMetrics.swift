@@ -43,6 +43,8 @@ public final class TraverseMetrics: Sendable {
         public var dtls = DTLSCounters()
         /// The fleet's state, with `[fleet]`.
         public var fleet: FleetSnapshot?
+        /// The kernel fast path's state, when configured.
+        public var fastPath: FastPathStatus?
 
         /// An empty snapshot.
         public init() {}
@@ -56,6 +58,7 @@ public final class TraverseMetrics: Sendable {
         var kernelDrops: Int64 = 0
         var offload = OffloadCounters()
         var cpuSeconds = 0.0
+        var fastPath: (verdicts: [UInt64], failureCounted: Bool) = ([], false)
     }
 
     private let published = Mutex(Published())
@@ -96,6 +99,7 @@ public final class TraverseMetrics: Sendable {
     private let quotaRefusals: [CoreMetrics.Counter]
     private let redirects: [CoreMetrics.Counter]
     private let fleetMetrics: FleetMetrics
+    private let fastPathMetrics: FastPathMetrics
     /// The labels of `StreamCounters.accepted`, in case order.
     static let streamTransports = StreamTransport.allCases.map(\.label)
 
@@ -167,6 +171,7 @@ public final class TraverseMetrics: Sendable {
         quotaRefusals = counters("traverse_quota_refusals_total", "scope", ["node", "fleet"])
         redirects = counters("traverse_redirects_total", "reason", RedirectReason.allCases.map(\.label))
         fleetMetrics = FleetMetrics(factory: factory)
+        fastPathMetrics = FastPathMetrics(factory: factory)
     }
 
     /// Follows an allocation event (called on a shard's queue; control path only).
@@ -241,6 +246,7 @@ public final class TraverseMetrics: Sendable {
             advance(dtlsSessionsRefused, last.dtls.sessionsRefused, snapshot.dtls.sessionsRefused)
             last.dtls = snapshot.dtls
             if let f = snapshot.fleet { fleetMetrics.update(f, last: &last.fleet) }
+            if let f = snapshot.fastPath { fastPathMetrics.update(f, last: &last.fastPath) }
             if snapshot.kernelDrops > last.kernelDrops {
                 kernelDrops.increment(by: snapshot.kernelDrops - last.kernelDrops)
                 last.kernelDrops = snapshot.kernelDrops

@@ -269,6 +269,94 @@ static __always_inline int route(struct xdp_md *ctx, struct ethhdr *eth, __u8 fa
     return bpf_redirect(fib.ifindex, 0);
 }
 
+// MARK: Client -> relay -> relay -> client (hairpin)
+
+/// A ChannelData datagram from client A whose peer is client B's relayed address on this server,
+/// where B has a channel bound to A's relayed address: the relay's two hops done at once. The
+/// datagram keeps its size; its ChannelData header gets B's channel number, its addresses and
+/// ports become B's server address and B. What each hop would check is checked: A's channel and
+/// permission (by the caller), B's channel and B's permission for A's relayed address.
+static __always_inline int hairpin(struct xdp_md *ctx, struct packet *p, struct traverse_xdp_channel_key *from,
+                                   struct traverse_xdp_peer_key *to_key, struct traverse_xdp_peer_value *to,
+                                   __u8 *payload, __u32 length, __u32 padding, __u64 now) {
+    if (!live(to->expiry_ns, now)) return count(TRAVERSE_XDP_PASS_CHANNEL_EXPIRED, XDP_PASS);
+    if (!permitted(to_key->relay_ip, to_key->relay_port, to_key->peer_ip, p->family, now))
+        return count(TRAVERSE_XDP_PASS_NO_PERMISSION, XDP_PASS);
+    // Padding would reach B as it came; the socket path sends none.
+    if (padding) return count(TRAVERSE_XDP_PASS_PADDING, XDP_PASS);
+    __u16 old_check = p->udp->check;
+    struct ethhdr eth = *p->eth;
+    struct udphdr udp = *p->udp;
+    __u32 sum = (__u16)~old_check;
+    sum = csum_sub(sum, *(__u16 *)payload);
+    sum = csum_add(sum, to->channel);
+    sum = csum_sub(sum, udp.source);
+    sum = csum_sub(sum, udp.dest);
+    udp.source = to->server_port;
+    udp.dest = to->client_port;
+    sum = csum_add(sum, udp.source);
+    sum = csum_add(sum, udp.dest);
+    int verdict = 0;
+    int action;
+    if (p->family == TRAVERSE_XDP_INET) {
+        struct iphdr ip = *p->ip4;
+        sum = csum_sub_words(sum, &ip.saddr, 4);
+        sum = csum_sub_words(sum, &ip.daddr, 4);
+        __builtin_memcpy(&ip.saddr, to->server_ip, 4);
+        __builtin_memcpy(&ip.daddr, to->client_ip, 4);
+        sum = csum_add_words(sum, &ip.saddr, 4);
+        sum = csum_add_words(sum, &ip.daddr, 4);
+        ip.ttl = RELAY_TTL;
+        ip.check = ipv4_header_checksum(&ip);
+        if (old_check != 0) {
+            __u16 c = ~csum_fold(sum);
+            udp.check = c ? c : 0xffff;
+        }
+        action = route(ctx, &eth, TRAVERSE_XDP_INET, to->server_ip, to->client_ip, bpf_ntohs(ip.tot_len), &verdict);
+        if (action < 0) return count(verdict, XDP_PASS);
+        void *data = (void *)(long)ctx->data;
+        void *end = (void *)(long)ctx->data_end;
+        if (data + sizeof(eth) + sizeof(ip) + sizeof(udp) + 4 > end) return count(TRAVERSE_XDP_DROP_REWRITE_FAILED, XDP_DROP);
+        __builtin_memcpy(data, &eth, sizeof(eth));
+        __builtin_memcpy(data + sizeof(eth), &ip, sizeof(ip));
+        __builtin_memcpy(data + sizeof(eth) + sizeof(ip), &udp, sizeof(udp));
+        __builtin_memcpy(data + sizeof(eth) + sizeof(ip) + sizeof(udp), &to->channel, 2);
+    } else {
+        struct ipv6hdr ip = *p->ip6;
+        sum = csum_sub_words(sum, &ip.saddr, 16);
+        sum = csum_sub_words(sum, &ip.daddr, 16);
+        __builtin_memcpy(&ip.saddr, to->server_ip, 16);
+        __builtin_memcpy(&ip.daddr, to->client_ip, 16);
+        sum = csum_add_words(sum, &ip.saddr, 16);
+        sum = csum_add_words(sum, &ip.daddr, 16);
+        ip.hop_limit = RELAY_TTL;
+        __u16 c = ~csum_fold(sum);
+        udp.check = c ? c : 0xffff;
+        action = route(ctx, &eth, TRAVERSE_XDP_INET6, to->server_ip, to->client_ip,
+                       sizeof(struct ipv6hdr) + bpf_ntohs(ip.payload_len), &verdict);
+        if (action < 0) return count(verdict, XDP_PASS);
+        void *data = (void *)(long)ctx->data;
+        void *end = (void *)(long)ctx->data_end;
+        if (data + sizeof(eth) + sizeof(ip) + sizeof(udp) + 4 > end) return count(TRAVERSE_XDP_DROP_REWRITE_FAILED, XDP_DROP);
+        __builtin_memcpy(data, &eth, sizeof(eth));
+        __builtin_memcpy(data + sizeof(eth), &ip, sizeof(ip));
+        __builtin_memcpy(data + sizeof(eth) + sizeof(ip), &udp, sizeof(udp));
+        __builtin_memcpy(data + sizeof(eth) + sizeof(ip) + sizeof(udp), &to->channel, 2);
+    }
+    struct traverse_xdp_counters *c = bpf_map_lookup_elem(&channel_counters, from);
+    if (c) {
+        c->packets += 1;
+        c->bytes += length;
+    }
+    c = bpf_map_lookup_elem(&peer_counters, to_key);
+    if (c) {
+        c->packets += 1;
+        c->bytes += length;
+    }
+    count(TRAVERSE_XDP_FORWARDED_TO_PEER, 0);
+    return count(TRAVERSE_XDP_FORWARDED_TO_CLIENT, action);
+}
+
 // MARK: Client -> peer
 
 static __always_inline int client_to_peer(struct xdp_md *ctx, struct packet *p, __u64 now) {
@@ -303,6 +391,17 @@ static __always_inline int client_to_peer(struct xdp_md *ctx, struct packet *p, 
         return count(TRAVERSE_XDP_PASS_NO_PERMISSION, XDP_PASS);
     __u16 old_check = p->udp->check;
     if (old_check == 0 && p->family == TRAVERSE_XDP_INET6) return count(TRAVERSE_XDP_PASS_NO_CHECKSUM, XDP_PASS);
+
+    // A peer that is another allocation's relayed address on this server (both ends of a call
+    // relayed here) with a channel back: straight to that allocation's client.
+    struct traverse_xdp_peer_key hairpin_key = {};
+    __builtin_memcpy(hairpin_key.relay_ip, v->peer_ip, 16);
+    __builtin_memcpy(hairpin_key.peer_ip, v->relay_ip, 16);
+    hairpin_key.relay_port = v->peer_port;
+    hairpin_key.peer_port = v->relay_port;
+    hairpin_key.family = p->family;
+    struct traverse_xdp_peer_value *h = bpf_map_lookup_elem(&peers, &hairpin_key);
+    if (h) return hairpin(ctx, p, &key, &hairpin_key, h, payload, length, padding, now);
 
     // The new headers, built beside the old ones.
     __u32 new_udp_len = sizeof(struct udphdr) + length;
