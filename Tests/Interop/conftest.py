@@ -57,9 +57,16 @@ class ServerOptions:
     # (None: leave it to the configuration, default 60).
     drain_timeout: int | None = 0
     extra: list[str] = dataclasses.field(default_factory=list)
+    # Run inside this network namespace (`ip netns exec`), e.g. the XDP lab's.
+    netns: str | None = None
+    # Extra environment variables for the server process.
+    env: dict[str, str] = dataclasses.field(default_factory=dict)
+    # A prefix to the command line (e.g. setpriv to drop privileges).
+    wrapper: list[str] = dataclasses.field(default_factory=list)
 
     def argv(self, announce_file: Path, state_dir: Path) -> list[str]:
-        argv = [str(TRAVERSE_BIN), "serve"]
+        argv = (["ip", "netns", "exec", self.netns] if self.netns else []) + list(self.wrapper)
+        argv += [str(TRAVERSE_BIN), "serve"]
         for addr in self.listen:
             argv += ["--listen", addr]
         for addr in self.tls_listen:
@@ -214,6 +221,7 @@ def launch(options: ServerOptions, workdir: Path) -> Server:
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=workdir,
+        env={**os.environ, **options.env},
     )
     log.close()
     server = Server(options, process, {}, log_path)

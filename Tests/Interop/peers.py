@@ -16,6 +16,8 @@ class UdpEcho:
         self.sock.settimeout(0.2)
         self.address = self.sock.getsockname()[:2]
         self.sources: list[tuple[str, int]] = []
+        # The last datagrams echoed (a few, for tests that check what arrived).
+        self.payloads: list[bytes] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -34,6 +36,7 @@ class UdpEcho:
             except OSError:
                 return
             self.sources.append(source[:2])
+            self.payloads = (self.payloads + [data])[-16:]
             self.sock.sendto(data, source)
 
     def close(self) -> None:

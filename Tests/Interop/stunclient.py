@@ -325,11 +325,11 @@ def parse_channel_data(data: bytes) -> tuple[int, bytes] | None:
 class StunClient:
     """A UDP STUN client with RFC 8489-style retransmissions (shortened for tests)."""
 
-    def __init__(self, server: tuple[str, int], timeout: float = 3.0, rto: float = 0.25):
+    def __init__(self, server: tuple[str, int], timeout: float = 3.0, rto: float = 0.25, bind: str | None = None):
         self.server = (server[0], server[1])
         family = socket.AF_INET6 if ":" in server[0] else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
-        self.sock.bind(("::1" if family == socket.AF_INET6 else "127.0.0.1", 0))
+        self.sock.bind((bind or ("::1" if family == socket.AF_INET6 else "127.0.0.1"), 0))
         self.timeout = timeout
         self.rto = rto
         self.unsolicited: list[bytes] = []
