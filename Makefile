@@ -18,8 +18,9 @@ APT_GET := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -qq -y -o Dpkg::Us
 BUILD_PACKAGES := libssl-dev libsrtp2-dev libhiredis-dev libbpf-dev pkg-config
 # Read at run time: Chart.js for the console's charts (/usr/share/javascript/chart.js/chart.min.js).
 RUN_PACKAGES := libjs-chart.js
-# chromium: the console tests drive it headless (Tests/Interop/test_console.py).
-INTEROP_PACKAGES := coturn stun-client prometheus redis-server chromium
+# chromium: the console tests drive it headless (Tests/Interop/test_console.py). iproute2 and ethtool:
+# the XDP lab (scripts/xdp-lab.sh, Tests/Interop/test_xdp.py).
+INTEROP_PACKAGES := coturn stun-client prometheus redis-server chromium iproute2 ethtool
 
 # apt_install(packages): install those not yet installed; `apt-get update` only when something is missing.
 define apt_install
