@@ -7,7 +7,13 @@ extension RelayServer {
     /// Every allocation on this server.
     public func sessions() async -> [SessionInfo] {
         var all: [SessionInfo] = []
-        for shard in shards { all += await shard.snapshot(ring: true) { shard.sessions() } }
+        for shard in shards {
+            all += await shard.snapshot(ring: true) {
+                // Each allocation's traffic includes what the kernel fast path relayed so far.
+                shard.fastPath?.harvest(shard.core)
+                return shard.sessions()
+            }
+        }
         return all
     }
 

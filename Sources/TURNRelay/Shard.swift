@@ -98,6 +98,9 @@ final class Shard: @unchecked Sendable {
     /// The kernel fast path's copy of this shard's bindings (`FastPathMirror`), when the XDP
     /// program is loaded.
     var fastPath: FastPathMirror?
+    var sweepsSinceHarvest = 0
+    /// Sweeps (seconds) between two harvests of the fast path's counters by the sweep.
+    static let sweepsPerHarvest = 5
 
     /// Called with each allocation event after it is logged (metrics, the fleet, tests).
     var eventObserver: ((AllocationEvent) -> Void)?
@@ -249,8 +252,13 @@ final class Shard: @unchecked Sendable {
     func sweep() {
         assertOnQueue()
         let t = now()
-        // The fast path's traffic first, so that allocations ending now carry it.
-        fastPath?.harvest(core)
+        // The fast path's traffic every few sweeps (each binding costs two map reads); scrapes,
+        // removals and ended allocations take theirs at once.
+        sweepsSinceHarvest += 1
+        if sweepsSinceHarvest >= Self.sweepsPerHarvest {
+            sweepsSinceHarvest = 0
+            fastPath?.harvest(core)
+        }
         core.sweep(now: t)
         if index == 0 { ports.expireReservations(now: t.milliseconds) }
         sweepLinks(now: t.milliseconds)

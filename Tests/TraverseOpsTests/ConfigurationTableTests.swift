@@ -14,7 +14,7 @@ struct ConfigurationTableTests {
     @Test("Every key has a section, a type, a default and a doc; names are unique")
     func everyKeyIsDescribed() {
         #expect(ConfigurationKeys.all.count == ConfigurationKeys.byName.count)
-        #expect(ConfigurationKeys.all.count == 57)
+        #expect(ConfigurationKeys.all.count == 60)
         for key in ConfigurationKeys.all {
             let section = String(key.name.split(separator: ".").first ?? "")
             #expect(Self.sections.contains(section), "\(key.name)")
