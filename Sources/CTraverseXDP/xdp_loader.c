@@ -20,7 +20,7 @@ struct traverse_xdp {
     struct bpf_program *program;
     int link_fds[TRAVERSE_XDP_MAX_LINKS];
     int link_count;
-    int channels_fd, peers_fd, permissions_fd, verdicts_fd, channel_counters_fd, peer_counters_fd;
+    int channels_fd, peers_fd, permissions_fd, verdicts_fd, channel_counters_fd, peer_counters_fd, egress_fd;
 };
 
 // libbpf's messages: the last non-empty warning line is kept as the reason of a failed load
@@ -81,7 +81,8 @@ traverse_xdp *traverse_xdp_load(const char *path, char *reason, size_t reason_si
     x->verdicts_fd = bpf_object__find_map_fd_by_name(x->object, "verdicts");
     x->channel_counters_fd = bpf_object__find_map_fd_by_name(x->object, "channel_counters");
     x->peer_counters_fd = bpf_object__find_map_fd_by_name(x->object, "peer_counters");
-    if (x->channels_fd < 0 || x->peers_fd < 0 || x->permissions_fd < 0 || x->verdicts_fd < 0 ||
+    x->egress_fd = bpf_object__find_map_fd_by_name(x->object, "egress");
+    if (x->egress_fd < 0 || x->channels_fd < 0 || x->peers_fd < 0 || x->permissions_fd < 0 || x->verdicts_fd < 0 ||
         x->channel_counters_fd < 0 || x->peer_counters_fd < 0) {
         set_reason(reason, reason_size, "the BPF object lacks a map", ENOENT);
         bpf_object__close(x->object);
@@ -113,6 +114,13 @@ int traverse_xdp_attach(traverse_xdp *x, int ifindex, char *reason, size_t reaso
         return -err;
     }
     x->link_fds[x->link_count++] = fd;
+    // A redirect may now leave through this interface.
+    __u32 key = (__u32)ifindex, value = (__u32)ifindex;
+    if (bpf_map_update_elem(x->egress_fd, &key, &value, BPF_ANY) != 0) {
+        int err = errno;
+        set_reason(reason, reason_size, "cannot add the interface to the egress map", err);
+        return -err;
+    }
     return mode;
 }
 

@@ -18,11 +18,13 @@ public struct FastPathRoute: Sendable, Hashable {
 
 /// Traffic a fast path relayed on an allocation's channels since it last reported.
 public struct FastPathTraffic: Sendable, Hashable {
-    /// ChannelData datagrams and payload bytes from the client to peers.
+    /// ChannelData datagrams from the client relayed to peers.
     public var packetsToPeer: UInt64 = 0
+    /// Their payload bytes.
     public var bytesToPeer: UInt64 = 0
-    /// Datagrams and payload bytes from peers to the client (as ChannelData).
+    /// Datagrams from peers relayed to the client as ChannelData.
     public var packetsToClient: UInt64 = 0
+    /// Their payload bytes.
     public var bytesToClient: UInt64 = 0
 
     /// No traffic.

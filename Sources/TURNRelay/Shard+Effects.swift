@@ -2,7 +2,8 @@
 // changes to mirror) and its allocation events (logged, then handed to observers).
 //
 // Invariants: effects are carried out in the order the core decided them, before the shard
-// serves another socket; a relay socket is closed only after the send batch is flushed (nothing
+// serves another socket; the kernel fast path's copy is updated before the send batch is flushed
+// (no answer leaves while the kernel still relays what it ended); a relay socket is closed only after the send batch is flushed (nothing
 // queued may go out on a closed or reused descriptor); allocation logs carry redacted client
 // addresses unless configured otherwise, and never a username. On the shard's queue.
 import Logging
@@ -14,20 +15,19 @@ extension Shard {
         if !core.effects.isEmpty {
             let effects = core.effects
             core.effects.removeAll(keepingCapacity: true)
+            // The kernel's copy first, in the core's order, before anything below flushes the
+            // send batch: an answer (a Refresh 0's, say) never reaches the client while the
+            // program still relays what that answer ended.
+            if fastPath != nil {
+                for effect in effects { fastPath!.apply(effect, core) }
+            }
             var flushed = false
-            for effect in effects {
-                switch effect {
-                case .closeRelay(let endpoint):
-                    if !flushed {
-                        tx.flush()
-                        flushed = true
-                    }
-                    closeRelay(endpoint)
-                case .permissionInstalled, .permissionRemoved, .channelBound, .channelRemoved, .allocationEnded:
-                    // The socket path reads the core's own state; the kernel fast path keeps a
-                    // copy of it in its maps.
-                    fastPath?.apply(effect, core)
+            for case .closeRelay(let endpoint) in effects {
+                if !flushed {
+                    tx.flush()
+                    flushed = true
                 }
+                closeRelay(endpoint)
             }
         }
         if !core.events.isEmpty { drainEvents() }

@@ -157,6 +157,13 @@ def test_uclient_channels_go_through_xdp(lab, start_server, tmp_path, family):
     assert relayed(server, "client_to_peer") == 1000
     assert relayed(server, "peer_to_client") == 1000
     assert 'traverse_fast_path_interfaces{mode="native"} 1' in metrics(server)
+    # Each allocation's own counters (its "allocation ended" line, and the event usage records are
+    # made from) carry what the kernel relayed for it.
+    server.stop()
+    ended = [line for line in server.log().splitlines() if 'msg="allocation ended"' in line]
+    packets_in = sum(int(m) for line in ended for m in re.findall(r"packets_in=(\d+)", line))
+    packets_out = sum(int(m) for line in ended for m in re.findall(r"packets_out=(\d+)", line))
+    assert (packets_in, packets_out) == (1000, 1000), ended
 
 
 def test_aioice_relay_candidate_through_xdp(lab, start_server, tmp_path):

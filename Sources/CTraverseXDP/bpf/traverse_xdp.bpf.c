@@ -76,6 +76,16 @@ struct {
     __type(value, struct traverse_xdp_counters);
 } peer_counters SEC(".maps");
 
+/// The interfaces the program is attached to, by ifindex: a datagram is redirected only to one of
+/// them (a driver can transmit an XDP frame only where XDP is set up); any other egress is left to
+/// the socket path.
+struct {
+    __uint(type, BPF_MAP_TYPE_DEVMAP_HASH);
+    __uint(max_entries, 64);
+    __type(key, __u32);
+    __type(value, __u32);
+} egress SEC(".maps");
+
 struct {
     __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
     __uint(max_entries, TRAVERSE_XDP_VERDICT_COUNT);
@@ -266,7 +276,12 @@ static __always_inline int route(struct xdp_md *ctx, struct ethhdr *eth, __u8 fa
     __builtin_memcpy(eth->h_dest, fib.dmac, ETH_ALEN);
     __builtin_memcpy(eth->h_source, fib.smac, ETH_ALEN);
     if (fib.ifindex == ctx->ingress_ifindex) return XDP_TX;
-    return bpf_redirect(fib.ifindex, 0);
+    __u32 out = fib.ifindex;
+    if (!bpf_map_lookup_elem(&egress, &out)) {
+        *verdict = TRAVERSE_XDP_PASS_NO_ROUTE;
+        return -1;
+    }
+    return bpf_redirect_map(&egress, out, 0);
 }
 
 // MARK: Client -> relay -> relay -> client (hairpin)
