@@ -74,8 +74,11 @@ test: deps interop-deps deploy-deps
 	if [ $$status -ne 0 ]; then echo "make test: FAILED" >&2; fi; \
 	exit $$status
 
+# Built first, then the XDP object beside the test bundle (the XDP program tests load it).
 swift-test:
-	$(SWIFT) test --scratch-path $(SCRATCH) $(SWIFT_BUILD_FLAGS)
+	$(SWIFT) build --build-tests --scratch-path $(SCRATCH) $(SWIFT_BUILD_FLAGS)
+	@$(call bpf_object,$(SCRATCH)/debug)
+	$(SWIFT) test --skip-build --scratch-path $(SCRATCH) $(SWIFT_BUILD_FLAGS)
 
 interop: build
 	TRAVERSE_BIN="$(abspath $(TRAVERSE))" $(VENV)/bin/python -m pytest -q Tests/Interop

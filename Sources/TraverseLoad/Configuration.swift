@@ -1,4 +1,4 @@
-import STUNCodec
+public import STUNCodec
 
 /// How the generator offers load.
 public enum LoadMode: String, Sendable, Codable, CaseIterable {
@@ -90,12 +90,33 @@ public struct LoadConfiguration: Sendable {
     public var serverPID: Int32? = nil
     /// Accept a target outside loopback.
     public var allowNonLoopback = false
+    /// Echo peers. Empty: each call's two clients send to each other's relayed address. Not empty:
+    /// every client permits and binds a channel to one of these (client i to peer i mod count),
+    /// which sends each datagram back (turnutils_peer): the client receives its own packets, and
+    /// each crosses the relay twice, client → peer and peer → client.
+    public var peers: [TransportAddress] = []
+    /// With `peers`: no TURN server at all. Each client sends its SRTP straight to its echo peer
+    /// and receives the echo: the same load and the same echo work without a relay, the baseline
+    /// a relay's cost is measured against.
+    public var direct = false
 
     /// A configuration with the required fields.
     public init(url: TURNURL, credentials: CredentialSource, duration: Double) {
         self.url = url
         self.credentials = credentials
         self.duration = duration
+    }
+
+    /// Sets `peers` from `IP:PORT` / `[IPv6]:PORT` texts.
+    public mutating func setPeers(_ texts: [String]) throws(Invalid) {
+        var parsed: [TransportAddress] = []
+        for text in texts {
+            guard let address = TransportAddress(text) else {
+                throw Invalid(description: "--peer must be IP:PORT or [IPv6]:PORT, not \(text)")
+            }
+            parsed.append(address)
+        }
+        peers = parsed
     }
 
     /// Why a configuration was refused.
@@ -106,11 +127,15 @@ public struct LoadConfiguration: Sendable {
 
     /// Checks bounds and the loopback rule.
     public func validate() throws(Invalid) {
-        guard url.server.ip.isLoopback || allowNonLoopback else {
+        for target in [url.server] + peers where !(target.ip.isLoopback || allowNonLoopback) {
             throw Invalid(
                 description:
-                    "refusing target \(url.server): not loopback (127.0.0.0/8, ::1); pass --allow-non-loopback to drive it"
+                    "refusing target \(target): not loopback (127.0.0.0/8, ::1); pass --allow-non-loopback to drive it"
             )
+        }
+        guard !direct || !peers.isEmpty else { throw Invalid(description: "--direct needs at least one --peer") }
+        guard !direct || !useSendIndications else {
+            throw Invalid(description: "--direct sends no TURN framing: it excludes --send-indications")
         }
         guard duration > 0, duration <= Self.maxDuration else {
             throw Invalid(description: "--duration must be in (0, \(Int(Self.maxDuration))] seconds")

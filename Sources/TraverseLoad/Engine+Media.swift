@@ -240,7 +240,7 @@ extension LoadEngine {
         if sendBatch.count == sendBatch.capacity { flush(e) }
         let slot = sendBatch.slot(sendBatch.count)
         let s = e.streams[i]
-        let framed = config.useSendIndications ? scratch : slot + ChannelData.headerSize
+        let framed = config.useSendIndications ? scratch : config.direct ? slot : slot + ChannelData.headerSize
         let sendTime = Clock.monotonicNanoseconds()
         RTPProbe.write(
             to: framed, length: s.rtpLength, payloadType: s.payloadType, ssrc: s.ssrc, sequence: s.sequence,
@@ -271,7 +271,7 @@ extension LoadEngine {
                 malformed += 1
                 return
             }
-        } else {
+        } else if !config.direct {
             ChannelData.writeHeader(channel: e.channel, payloadLength: length, to: slot)
             length += ChannelData.headerSize
         }

@@ -63,7 +63,8 @@ extension LoadEngine {
                 handle(e.client.handle(view, now: now), endpoint: e, now: now)
             }
         case .other:
-            malformed += 1
+            // Straight from an echo peer (--direct): bare SRTP, no TURN framing.
+            if config.direct { media(p, length: n, endpoint: e, now: now) } else { malformed += 1 }
         }
     }
 

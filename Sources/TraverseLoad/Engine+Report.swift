@@ -13,7 +13,7 @@ extension LoadEngine {
 
     func report(
         mediaSeconds: Double, wall: Double, setupSeconds: Double, generatorCPU: Double, serverBefore: ProcessSample?,
-        serverAfter: ProcessSample?
+        serverAfter: ProcessSample?, machine: MachineSample? = nil
     ) -> LoadRunReport {
         var counters = TURNClientCounters()
         var duplicates = replays
@@ -107,7 +107,9 @@ extension LoadEngine {
         }
         return LoadRunReport(
             target: config.url.description, mode: config.mode.rawValue, calls: config.calls, clients: endpoints.count,
-            framing: config.useSendIndications ? "send-indication" : "channel", media: mediaDescription(),
+            framing: config.direct ? "direct" : config.useSendIndications ? "send-indication" : "channel",
+            topology: config.direct ? "direct" : config.peers.isEmpty ? "pairs" : "echo",
+            media: mediaDescription(),
             durationSeconds: mediaSeconds, sent: sent, received: received, lost: lost,
             lossRatio: sent > 0 ? Double(lost) / Double(sent) : 0, duplicates: duplicates, reordered: reordered,
             authFailures: authFailures, srtpTooOld: tooOld, srtpOtherErrors: srtpOther, malformed: malformed,
@@ -122,7 +124,7 @@ extension LoadEngine {
                 unauthorised: counters.unauthorised, staleNonces: counters.staleNonces,
                 badIntegrity: counters.badIntegrity, failures: counters.failures, refreshRounds: refreshRounds,
                 setupSeconds: setupSeconds),
-            generatorCPUPercent: cpuPercent, server: server, rampSteps: steps, kneePPS: knee,
+            generatorCPUPercent: cpuPercent, server: server, machine: machine, rampSteps: steps, kneePPS: knee,
             lossThreshold: config.mode == .ramp ? config.lossThreshold : nil, seconds: series, warnings: warnings)
     }
 }

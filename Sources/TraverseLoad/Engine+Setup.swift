@@ -82,6 +82,14 @@ extension LoadEngine {
                 return
             }
             e.relayed = relayed
+            if !config.peers.isEmpty {
+                // Echo topology: permit and bind this client's echo peer.
+                let echoPeer = config.peers[e.index % config.peers.count]
+                e.peerRelayed = echoPeer
+                e.phase = .permitting
+                handle([.send(e.client.start(.createPermission(peer: echoPeer), now: now))], endpoint: e, now: now)
+                return
+            }
             e.phase = .waitingForPeer
             let peer = endpoints[e.peerIndex]
             if peer.phase == .waitingForPeer, let pr = peer.relayed {
@@ -112,6 +120,7 @@ extension LoadEngine {
     }
 
     func refreshAll(now: UInt64) {
+        guard !config.direct else { return }
         refreshRounds += 1
         for e in endpoints {
             guard let peer = e.peerRelayed else { continue }

@@ -164,8 +164,10 @@ public final class LoadEngine {
         ProcessLimits.raiseFileLimit()
         let now0 = UInt64(Clock.unixSeconds())
         let clientCount = config.calls * 2
+        let echo = !config.peers.isEmpty
         for i in 0..<clientCount {
-            let socket = try ConnectedUDPSocket(connectTo: config.url.server, bufferBytes: config.socketBufferBytes)
+            let target = config.direct ? config.peers[i % config.peers.count] : config.url.server
+            let socket = try ConnectedUDPSocket(connectTo: target, bufferBytes: config.socketBufferBytes)
             var client = TURNClient(credentials: config.credentials.credentials(client: i, now: now0))
             client.initialRTO = 250_000_000
             let callKey: [UInt8]
@@ -176,33 +178,46 @@ public final class LoadEngine {
             }
             if i % 2 == 0 { endpointsKey.append(callKey) }
             let e = try Endpoint(
-                index: i, peerIndex: i ^ 1, socket: socket, client: client, key: callKey,
+                index: i, peerIndex: echo ? i : i ^ 1, socket: socket, client: client, key: callKey,
                 replayWindow: config.replayWindow)
             endpoints.append(e)
             try poll.add(socket.fd, token: UInt64(i))
         }
         let setupStart = Clock.monotonicNanoseconds()
-        do {
-            try setUp()
-        } catch {
-            tearDown()  // release what was allocated
-            throw error
+        if config.direct {
+            // No TURN: every client is ready to send straight to its echo peer.
+            for e in endpoints {
+                e.peerRelayed = config.peers[e.index % config.peers.count]
+                e.phase = .ready
+            }
+        } else {
+            do {
+                try setUp()
+            } catch {
+                tearDown()  // release what was allocated
+                throw error
+            }
         }
         let setupSeconds = Double(Clock.monotonicNanoseconds() - setupStart) / 1e9
-        log("setup: \(clientCount) clients allocated, permitted and bound in \(fmt(setupSeconds, 2)) s")
+        if !config.direct {
+            log("setup: \(clientCount) clients allocated, permitted and bound in \(fmt(setupSeconds, 2)) s")
+        }
 
         let serverBefore = config.serverPID.flatMap { ProcessSample.read(pid: $0) }
+        let machineBefore = MachineCPU.read()
         let cpuBefore = ProcessStats.cpuNanoseconds()
         let mediaSeconds = try media()
         drain()
         let cpuAfter = ProcessStats.cpuNanoseconds()
+        let machineAfter = MachineCPU.read()
         let serverAfter = config.serverPID.flatMap { ProcessSample.read(pid: $0) }
         let wall = Double(Clock.monotonicNanoseconds() - mediaStart) / 1e9
         closeSecond(upTo: Int((Double(Clock.monotonicNanoseconds() - mediaStart) / 1e9).rounded(.down)))
         tearDown()
         return report(
             mediaSeconds: mediaSeconds, wall: wall, setupSeconds: setupSeconds,
-            generatorCPU: Double(cpuAfter - cpuBefore) / 1e9, serverBefore: serverBefore, serverAfter: serverAfter)
+            generatorCPU: Double(cpuAfter - cpuBefore) / 1e9, serverBefore: serverBefore, serverAfter: serverAfter,
+            machine: Self.machineSample(machineBefore, machineAfter))
     }
 
     var endpointsKey: [[UInt8]] = []

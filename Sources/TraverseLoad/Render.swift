@@ -41,6 +41,13 @@ extension LoadRunReport {
                 ))
             rows.append(("server peak RSS", "\(s.peakRSSKiB) KiB"))
         }
+        if let m = machine, sent + received > 0 {
+            rows.append(
+                (
+                    "machine CPU",
+                    "\(fmt(m.busySeconds, 2)) s busy of \(fmt(m.wallSeconds * Double(m.cores), 2)) (softirq \(fmt(m.softirqSeconds, 2)) s), \(fmt(m.busySeconds * 1e6 / Double(sent + received), 2)) µs per datagram sent or received"
+                ))
+        }
         if let knee = kneePPS {
             rows.append(("knee (loss ≤ \(fmt((lossThreshold ?? 0) * 100, 3)) %)", "\(fmt(knee, 0)) pkt/s offered"))
         } else if mode == "ramp" {

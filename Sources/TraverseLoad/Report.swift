@@ -74,8 +74,11 @@ public struct LoadRunReport: Codable, Sendable {
     public var calls: Int
     /// Clients (two per call).
     public var clients: Int
-    /// "channel" or "send-indication".
+    /// "channel", "send-indication" or "direct" (no TURN framing).
     public var framing: String
+    /// "pairs" (each call's clients send to each other through the relay), "echo" (every client
+    /// to an echo peer through the relay) or "direct" (to the echo peer, no relay).
+    public var topology: String?
     /// Description of the offered media.
     public var media: String
     /// Media phase length in seconds (without drain).
@@ -126,6 +129,8 @@ public struct LoadRunReport: Codable, Sendable {
     public var generatorCPUPercent: Double
     /// The server's figures, with `--server-pid`.
     public var server: ServerSample?
+    /// Machine-wide CPU (all processes and the kernel) over the media phase and drain.
+    public var machine: MachineSample?
     /// Ramp steps.
     public var rampSteps: [RampStep]
     /// Highest offered rate whose loss stayed at or below the threshold (ramp).

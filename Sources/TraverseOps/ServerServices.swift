@@ -135,10 +135,12 @@ public final class AdminService: Service, Sendable {
     private let start: Start
     private let announce: @Sendable (TransportAddress?) -> Void
 
-    /// A service for an admin endpoint already listening (or none); `announce` was called.
-    public init(started: AdminServer?) {
+    /// A service for an admin endpoint already listening (or none). `announce` is called when the
+    /// service runs: after the service group traps SIGTERM and SIGINT, so that whoever waits for
+    /// the announcement (a supervisor, a test) can signal the server at once.
+    public init(started: AdminServer?, announce: @escaping @Sendable (TransportAddress?) -> Void = { _ in }) {
         start = started.map { .started($0) } ?? .none
-        announce = { _ in }
+        self.announce = announce
     }
 
     /// A service that starts the endpoint once `listen` is free, then calls `announce` with its
@@ -155,8 +157,10 @@ public final class AdminService: Service, Sendable {
     public func run() async {
         var admin: AdminServer? = nil
         switch start {
-        case .none: break
-        case .started(let server): admin = server
+        case .none: announce(nil)
+        case .started(let server):
+            admin = server
+            announce(server.address)
         case .deferred(let operations, let listen, let token, let allowedHosts, let logger):
             admin = await cancelWhenGracefulShutdown {
                 while !Task.isCancelled {

@@ -16,8 +16,22 @@ struct TraverseLoadCommand: ParsableCommand {
             \(Int(LoadConfiguration.maxDuration)) s) and --calls is at most \(LoadConfiguration.maxCalls).
             """)
 
-    @Argument(help: "The server, as turn:HOST:PORT?transport=udp (HOST an IP literal or localhost).")
-    var url: String
+    @Argument(
+        help: "The server, as turn:HOST:PORT?transport=udp (HOST an IP literal or localhost); not needed with --direct."
+    )
+    var url: String?
+
+    @Option(
+        help: ArgumentHelp(
+            "An echo peer IP:PORT ([IPv6]:PORT); repeatable. Every client binds a channel to one (client i to peer i mod count) and receives its own packets back, instead of each call's clients sending to each other.",
+            valueName: "address"))
+    var peer: [String] = []
+
+    @Flag(
+        help:
+            "With --peer: no TURN server; send the same SRTP load straight to the echo peers (the baseline a relay's cost is measured against)."
+    )
+    var direct = false
 
     @Option(help: "Static credentials USER:PASSWORD.")
     var user: String?
@@ -107,9 +121,16 @@ struct TraverseLoadCommand: ParsableCommand {
 
     mutating func run() throws {
         let turnURL: TURNURL
-        do { turnURL = try TURNURL(parsing: url) } catch { throw ValidationError("\(error)") }
+        do {
+            guard let target = url ?? (direct ? peer.first.map({ "turn:" + $0 }) : nil) else {
+                throw ValidationError("give the server's turn: URL (or --direct with --peer)")
+            }
+            turnURL = try TURNURL(parsing: target)
+        } catch let error as ValidationError { throw error } catch { throw ValidationError("\(error)") }
         let credentials: CredentialSource
-        if let secret {
+        if direct && user == nil && secret == nil {
+            credentials = .staticUser(username: "", password: "")  // unused: no TURN server
+        } else if let secret {
             credentials = .restSecret(secret: secret, userID: userId, ttl: ttl, sameUser: sameUser)
         } else if let user, let colon = user.firstIndex(of: ":") {
             credentials = .staticUser(
@@ -140,6 +161,8 @@ struct TraverseLoadCommand: ParsableCommand {
         c.serverPID = serverPid
         c.corruptOne = corruptOne
         c.allowNonLoopback = allowNonLoopback
+        do { try c.setPeers(peer) } catch { throw ValidationError(error.description) }
+        c.direct = direct
         do { try c.validate() } catch { throw ValidationError(error.description) }
 
         let engine = try LoadEngine(configuration: c) { line in

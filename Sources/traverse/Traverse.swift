@@ -239,16 +239,16 @@ struct Serve: AsyncParsableCommand {
                     operations: operations, listen: listen, token: configuration.adminToken,
                     allowedHosts: configuration.adminAllowedHosts, logger: logger)
                 adminAddress = started.address
-                admin = AdminService(started: started)
+                admin = AdminService(started: started, announce: announce)
             } catch {
                 logger.critical("cannot start", metadata: ["error": "\(error)"])
                 server.stop()
                 throw ExitCode.failure
             }
         } else {
-            admin = AdminService(started: nil)
+            admin = AdminService(started: nil, announce: announce)
         }
-        announce(adminAddress)
+        // The announce file is written by the admin service once the group runs (signals trapped).
         // The fleet, once the admin endpoint's address is known (the board publishes it).
         if let fleetConfiguration = try? configuration.fleetConfiguration() {
             let service = FleetService(
