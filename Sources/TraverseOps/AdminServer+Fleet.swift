@@ -40,17 +40,23 @@ extension AdminServer {
                 let record = BanRecord(
                     cidr: prefix.description, reason: ban.reason, expiresAt: ban.expiresIn.map { now + Int64($0) },
                     createdAt: now, node: ops.fleet?.coordinator.configuration.nodeID)
+                let answer: HTTPResponse
                 if let fleet = ops.fleet {
                     do {
                         try await fleet.coordinator.ban(record)
+                        answer = encoded(.created, BanResult(ban: record, fleet: true, error: nil))
                     } catch {
                         // Applied here already; the fleet learns it when Redis is back (re-read).
-                        return encoded(.accepted, BanResult(ban: record, fleet: false, error: "\(error)"))
+                        answer = encoded(.accepted, BanResult(ban: record, fleet: false, error: "\(error)"))
                     }
-                    return encoded(.created, BanResult(ban: record, fleet: true, error: nil))
+                } else {
+                    ops.server.bans.add(record, now: now)
+                    answer = encoded(.created, BanResult(ban: record, fleet: false, error: nil))
                 }
-                ops.server.bans.add(record, now: now)
-                return encoded(.created, BanResult(ban: record, fleet: false, error: nil))
+                // The banned clients' allocations end (and leave the kernel fast path) before the
+                // answer: a datagram sent after it is not relayed.
+                await ops.server.relay.sweepNow()
+                return answer
             })
         let unban: @Sendable (HTTPRequest) async -> HTTPResponse = { request in
             let text = String(request.path.dropFirst("/bans/".count)).removingPercentEncoding ?? ""

@@ -143,8 +143,8 @@ public final class AdminService: Service, Sendable {
         self.announce = announce
     }
 
-    /// A service that starts the endpoint once `listen` is free, then calls `announce` with its
-    /// address.
+    /// A service that calls `announce` with no admin address when it runs, starts the endpoint
+    /// once `listen` is free, then calls `announce` again with its address.
     public init(
         deferredFor operations: Operations, listen: TransportAddress, token: String?, allowedHosts: [String],
         logger: Logger, announce: @escaping @Sendable (TransportAddress?) -> Void
@@ -162,6 +162,8 @@ public final class AdminService: Service, Sendable {
             admin = server
             announce(server.address)
         case .deferred(let operations, let listen, let token, let allowedHosts, let logger):
+            // Serving already, without the admin endpoint until the address is free.
+            announce(nil)
             admin = await cancelWhenGracefulShutdown {
                 while !Task.isCancelled {
                     try? await Task.sleep(for: .seconds(1))

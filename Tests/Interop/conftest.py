@@ -148,7 +148,8 @@ class Server:
         return split_host_port(self.announce["admin"])
 
     def http(
-        self, method: str, path: str, token: str | None = None, timeout: float = 5.0, headers: dict | None = None
+        self, method: str, path: str, token: str | None = None, timeout: float = 5.0, headers: dict | None = None,
+        body: str | None = None,
     ) -> tuple[int, str]:
         """One request to the admin endpoint: (status, body). State-changing requests carry the
         X-Traverse-Admin header the endpoint requires (unless `headers` sets it to None)."""
@@ -162,7 +163,7 @@ class Server:
                 sent["X-Traverse-Admin"] = "1"
             sent.update(headers or {})
             sent = {k: v for k, v in sent.items() if v is not None}
-            conn.request(method, path, headers=sent)
+            conn.request(method, path, body=body, headers=sent)
             response = conn.getresponse()
             return response.status, response.read().decode()
         finally:

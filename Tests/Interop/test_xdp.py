@@ -319,18 +319,25 @@ def test_refresh_zero_stops_forwarding(lab, start_server, tmp_path, path):
         peer.close()
 
 
-@pytest.mark.parametrize("change", ["ban", "deny_peer"])
-def test_reload_ban_or_denied_peer_stops_forwarding(lab, start_server, tmp_path, change, path):
+@pytest.mark.parametrize("change", ["ban_reload", "ban_api", "deny_peer"])
+def test_ban_or_denied_peer_stops_forwarding(lab, start_server, tmp_path, change, path):
+    """A ban (in the configuration and reloaded, or through POST /bans) or a reload that denies
+    the peer: the answer comes once the entries are gone, and the next datagram is not relayed."""
     server = lab_server(start_server, tmp_path, path=path)
     peer = UdpEcho(CLIENT4)
     try:
         turn = session(server, peer)
         through = forwarded(server, "to_peer")
-        extra = '[relay]\nbanned_clients = ["10.77.0.1/32"]\n' if change == "ban" else \
-            '[relay]\ndeny_peers = ["10.77.0.1/32"]\n'
-        config(tmp_path, extra=extra)
-        status, body = server.http("POST", "/reload", token=TOKEN)
-        assert status == 200, body
+        if change == "ban_api":
+            status, body = server.http("POST", "/bans", token=TOKEN,
+                                       headers={"Content-Type": "application/json"}, body='{"cidr": "10.77.0.1/32"}')
+            assert status == 201, body
+        else:
+            extra = '[relay]\nbanned_clients = ["10.77.0.1/32"]\n' if change == "ban_reload" else \
+                '[relay]\ndeny_peers = ["10.77.0.1/32"]\n'
+            config(tmp_path, extra=extra)
+            status, body = server.http("POST", "/reload", token=TOKEN)
+            assert status == 200, body
         assert not_delivered(turn, peer)
         assert forwarded(server, "to_peer") == through
         turn.close()
