@@ -36,7 +36,8 @@
 # ["direct coturn sockets xdp"], LOADS ["paced blast ramp"], CALLS [100], VIDEO_KBPS [300],
 # DURATION [10], BLAST_CALLS [10], BLAST_DURATION [5], RAMP_START [20000], RAMP_STEP [20000],
 # RAMP_STEP_SECONDS [2], RAMP_DURATION [30], RAMP_LOSS [0.1], RAMP_GENERATORS [2], RAMP_CALLS
-# [10], ECHO [xdp] (xdp: the echo peers are an XDP program, echo.bpf.c; peer: PEERS
+# [10], VETH_QUEUES [2] (queues per veth end: each has one 256-entry ring that XDP_TX fills, and
+# one queue overflows at high rates: rx_queue_N_xdp_tx_errors in `ethtool -S`), ECHO [xdp] (xdp: the echo peers are an XDP program, echo.bpf.c; peer: PEERS
 # turnutils_peer processes), PEERS [2] (echo ports), PORT [3478], PEERPORT [20000] (keep it
 # out of the ephemeral port range), LAB_NS [tvb],
 # LAB_SERVER_IF [tvb1], LAB_CLIENT_IF [tvb0], LAB_NET [10.78.0], OUT [/tmp/bench-xdp.PID],
@@ -57,6 +58,7 @@ RAMP_STEP_SECONDS=${RAMP_STEP_SECONDS:-2}
 RAMP_DURATION=${RAMP_DURATION:-30}
 RAMP_LOSS=${RAMP_LOSS:-0.1}
 RAMP_GENERATORS=${RAMP_GENERATORS:-2}
+VETH_QUEUES=${VETH_QUEUES:-2}
 RAMP_CALLS=${RAMP_CALLS:-10}
 PEERS=${PEERS:-2}
 ECHO=${ECHO:-xdp}
@@ -100,7 +102,8 @@ lab_down() {
 lab_up() {
     lab_down
     ip netns add "$LAB_NS"
-    ip link add "$LAB_CLIENT_IF" type veth peer name "$LAB_SERVER_IF"
+    ip link add "$LAB_CLIENT_IF" numtxqueues "$VETH_QUEUES" numrxqueues "$VETH_QUEUES" type veth peer name "$LAB_SERVER_IF" \
+        numtxqueues "$VETH_QUEUES" numrxqueues "$VETH_QUEUES"
     ip link set "$LAB_SERVER_IF" netns "$LAB_NS"
     ip addr add "$CLIENT_IP/24" dev "$LAB_CLIENT_IF"
     ip link set "$LAB_CLIENT_IF" up
