@@ -284,6 +284,115 @@ static __always_inline int route(struct xdp_md *ctx, struct ethhdr *eth, __u8 fa
     return bpf_redirect_map(&egress, out, 0);
 }
 
+/// A relayed datagram's new form: its addresses and ports, its UDP length, the ChannelData words
+/// written right after the UDP header (`header_words` of `header`: 2 adds a header, 1 changes
+/// the channel number, 0 writes none), the bytes removed at the front (`head`: 4 strips a
+/// header, -4 makes room for one) and at the end (`tail`: padding), and the UDP checksum sum
+/// with the payload's own changes (ChannelData words, padding) already in it.
+struct rewrite {
+    const __u8 *src_ip;
+    const __u8 *dst_ip;
+    __be16 src_port;
+    __be16 dst_port;
+    __u32 udp_len;
+    int head;
+    __u32 tail;
+    __be16 header[2];
+    int header_words;
+    __u32 sum;
+};
+
+/// Rewrites the datagram's headers as `r` says and sends it on. Returns the XDP action with
+/// `*sent` set, or (with `*sent` clear) XDP_PASS when it cannot leave this way (the packet is
+/// untouched) or XDP_DROP when a rewrite already begun failed; both counted.
+static __always_inline int emit(struct xdp_md *ctx, struct packet *p, struct rewrite *r, int *sent) {
+    *sent = 0;
+    __u16 old_check = p->udp->check;
+    struct ethhdr eth = *p->eth;
+    struct udphdr udp = *p->udp;
+    __u32 sum = r->sum;
+    // The UDP length appears twice: in the pseudo-header and in the header.
+    sum = csum_sub(sum, udp.len);
+    sum = csum_sub(sum, udp.len);
+    sum = csum_sub(sum, udp.source);
+    sum = csum_sub(sum, udp.dest);
+    udp.len = bpf_htons(r->udp_len);
+    udp.source = r->src_port;
+    udp.dest = r->dst_port;
+    sum = csum_add(sum, udp.len);
+    sum = csum_add(sum, udp.len);
+    sum = csum_add(sum, udp.source);
+    sum = csum_add(sum, udp.dest);
+    int verdict = 0;
+    int action;
+    struct iphdr ip4;
+    struct ipv6hdr ip6;
+    __u32 ip_size;
+    if (p->family == TRAVERSE_XDP_INET) {
+        ip4 = *p->ip4;
+        sum = csum_sub_words(sum, &ip4.saddr, 4);
+        sum = csum_sub_words(sum, &ip4.daddr, 4);
+        __builtin_memcpy(&ip4.saddr, r->src_ip, 4);
+        __builtin_memcpy(&ip4.daddr, r->dst_ip, 4);
+        sum = csum_add_words(sum, &ip4.saddr, 4);
+        sum = csum_add_words(sum, &ip4.daddr, 4);
+        ip4.tot_len = bpf_htons(sizeof(struct iphdr) + r->udp_len);
+        ip4.ttl = RELAY_TTL;
+        ip4.check = ipv4_header_checksum(&ip4);
+        ip_size = sizeof(struct iphdr);
+    } else {
+        ip6 = *p->ip6;
+        sum = csum_sub_words(sum, &ip6.saddr, 16);
+        sum = csum_sub_words(sum, &ip6.daddr, 16);
+        __builtin_memcpy(&ip6.saddr, r->src_ip, 16);
+        __builtin_memcpy(&ip6.daddr, r->dst_ip, 16);
+        sum = csum_add_words(sum, &ip6.saddr, 16);
+        sum = csum_add_words(sum, &ip6.daddr, 16);
+        ip6.payload_len = bpf_htons(r->udp_len);
+        ip6.hop_limit = RELAY_TTL;
+        ip_size = sizeof(struct ipv6hdr);
+    }
+    // IPv4 allows no checksum (0), kept as it came; IPv6 requires one.
+    if (old_check != 0 || p->family == TRAVERSE_XDP_INET6) {
+        __u16 c = ~csum_fold(sum);
+        udp.check = c ? c : 0xffff;
+    }
+    action = route(ctx, &eth, p->family, r->src_ip, r->dst_ip, ip_size + r->udp_len, &verdict);
+    if (action < 0) return count(verdict, XDP_PASS);
+    // Nothing was changed in the packet until here; from here a failure drops it.
+    if (r->tail && bpf_xdp_adjust_tail(ctx, -(int)r->tail)) return count(TRAVERSE_XDP_DROP_REWRITE_FAILED, XDP_DROP);
+    if (r->head && bpf_xdp_adjust_head(ctx, r->head)) return count(TRAVERSE_XDP_DROP_REWRITE_FAILED, XDP_DROP);
+    void *data = (void *)(long)ctx->data;
+    void *end = (void *)(long)ctx->data_end;
+    __u8 *l4;
+    if (p->family == TRAVERSE_XDP_INET) {
+        if (data + sizeof(eth) + sizeof(ip4) + sizeof(udp) > end) return count(TRAVERSE_XDP_DROP_REWRITE_FAILED, XDP_DROP);
+        __builtin_memcpy(data + sizeof(eth), &ip4, sizeof(ip4));
+        l4 = data + sizeof(eth) + sizeof(ip4);
+    } else {
+        if (data + sizeof(eth) + sizeof(ip6) + sizeof(udp) > end) return count(TRAVERSE_XDP_DROP_REWRITE_FAILED, XDP_DROP);
+        __builtin_memcpy(data + sizeof(eth), &ip6, sizeof(ip6));
+        l4 = data + sizeof(eth) + sizeof(ip6);
+    }
+    __builtin_memcpy(data, &eth, sizeof(eth));
+    __builtin_memcpy(l4, &udp, sizeof(udp));
+    if (r->header_words) {
+        if ((void *)(l4 + sizeof(udp) + 4) > end) return count(TRAVERSE_XDP_DROP_REWRITE_FAILED, XDP_DROP);
+        if (r->header_words == 2) __builtin_memcpy(l4 + sizeof(udp), r->header, 4);
+        else __builtin_memcpy(l4 + sizeof(udp), r->header, 2);
+    }
+    *sent = 1;
+    return action;
+}
+
+static __always_inline void add_counts(void *map, const void *key, __u32 bytes) {
+    struct traverse_xdp_counters *c = bpf_map_lookup_elem(map, key);
+    if (c) {
+        c->packets += 1;
+        c->bytes += bytes;
+    }
+}
+
 // MARK: Client -> relay -> relay -> client (hairpin)
 
 /// A ChannelData datagram from client A whose peer is client B's relayed address on this server,
@@ -299,75 +408,17 @@ static __always_inline int hairpin(struct xdp_md *ctx, struct packet *p, struct 
         return count(TRAVERSE_XDP_PASS_NO_PERMISSION, XDP_PASS);
     // Padding would reach B as it came; the socket path sends none.
     if (padding) return count(TRAVERSE_XDP_PASS_PADDING, XDP_PASS);
-    __u16 old_check = p->udp->check;
-    struct ethhdr eth = *p->eth;
-    struct udphdr udp = *p->udp;
-    __u32 sum = (__u16)~old_check;
-    sum = csum_sub(sum, *(__u16 *)payload);
-    sum = csum_add(sum, to->channel);
-    sum = csum_sub(sum, udp.source);
-    sum = csum_sub(sum, udp.dest);
-    udp.source = to->server_port;
-    udp.dest = to->client_port;
-    sum = csum_add(sum, udp.source);
-    sum = csum_add(sum, udp.dest);
-    int verdict = 0;
-    int action;
-    if (p->family == TRAVERSE_XDP_INET) {
-        struct iphdr ip = *p->ip4;
-        sum = csum_sub_words(sum, &ip.saddr, 4);
-        sum = csum_sub_words(sum, &ip.daddr, 4);
-        __builtin_memcpy(&ip.saddr, to->server_ip, 4);
-        __builtin_memcpy(&ip.daddr, to->client_ip, 4);
-        sum = csum_add_words(sum, &ip.saddr, 4);
-        sum = csum_add_words(sum, &ip.daddr, 4);
-        ip.ttl = RELAY_TTL;
-        ip.check = ipv4_header_checksum(&ip);
-        if (old_check != 0) {
-            __u16 c = ~csum_fold(sum);
-            udp.check = c ? c : 0xffff;
-        }
-        action = route(ctx, &eth, TRAVERSE_XDP_INET, to->server_ip, to->client_ip, bpf_ntohs(ip.tot_len), &verdict);
-        if (action < 0) return count(verdict, XDP_PASS);
-        void *data = (void *)(long)ctx->data;
-        void *end = (void *)(long)ctx->data_end;
-        if (data + sizeof(eth) + sizeof(ip) + sizeof(udp) + 4 > end) return count(TRAVERSE_XDP_DROP_REWRITE_FAILED, XDP_DROP);
-        __builtin_memcpy(data, &eth, sizeof(eth));
-        __builtin_memcpy(data + sizeof(eth), &ip, sizeof(ip));
-        __builtin_memcpy(data + sizeof(eth) + sizeof(ip), &udp, sizeof(udp));
-        __builtin_memcpy(data + sizeof(eth) + sizeof(ip) + sizeof(udp), &to->channel, 2);
-    } else {
-        struct ipv6hdr ip = *p->ip6;
-        sum = csum_sub_words(sum, &ip.saddr, 16);
-        sum = csum_sub_words(sum, &ip.daddr, 16);
-        __builtin_memcpy(&ip.saddr, to->server_ip, 16);
-        __builtin_memcpy(&ip.daddr, to->client_ip, 16);
-        sum = csum_add_words(sum, &ip.saddr, 16);
-        sum = csum_add_words(sum, &ip.daddr, 16);
-        ip.hop_limit = RELAY_TTL;
-        __u16 c = ~csum_fold(sum);
-        udp.check = c ? c : 0xffff;
-        action = route(ctx, &eth, TRAVERSE_XDP_INET6, to->server_ip, to->client_ip,
-                       sizeof(struct ipv6hdr) + bpf_ntohs(ip.payload_len), &verdict);
-        if (action < 0) return count(verdict, XDP_PASS);
-        void *data = (void *)(long)ctx->data;
-        void *end = (void *)(long)ctx->data_end;
-        if (data + sizeof(eth) + sizeof(ip) + sizeof(udp) + 4 > end) return count(TRAVERSE_XDP_DROP_REWRITE_FAILED, XDP_DROP);
-        __builtin_memcpy(data, &eth, sizeof(eth));
-        __builtin_memcpy(data + sizeof(eth), &ip, sizeof(ip));
-        __builtin_memcpy(data + sizeof(eth) + sizeof(ip), &udp, sizeof(udp));
-        __builtin_memcpy(data + sizeof(eth) + sizeof(ip) + sizeof(udp), &to->channel, 2);
-    }
-    struct traverse_xdp_counters *c = bpf_map_lookup_elem(&channel_counters, from);
-    if (c) {
-        c->packets += 1;
-        c->bytes += length;
-    }
-    c = bpf_map_lookup_elem(&peer_counters, to_key);
-    if (c) {
-        c->packets += 1;
-        c->bytes += length;
-    }
+    struct rewrite r = {
+        .src_ip = to->server_ip, .dst_ip = to->client_ip, .src_port = to->server_port,
+        .dst_port = to->client_port, .udp_len = sizeof(struct udphdr) + p->payload_length,
+        .header = {to->channel, 0}, .header_words = 1,
+    };
+    r.sum = csum_add(csum_sub((__u16)~p->udp->check, *(__u16 *)payload), to->channel);
+    int sent;
+    int action = emit(ctx, p, &r, &sent);
+    if (!sent) return action;
+    add_counts(&channel_counters, from, length);
+    add_counts(&peer_counters, to_key, length);
     count(TRAVERSE_XDP_FORWARDED_TO_PEER, 0);
     return count(TRAVERSE_XDP_FORWARDED_TO_CLIENT, action);
 }
@@ -404,8 +455,7 @@ static __always_inline int client_to_peer(struct xdp_md *ctx, struct packet *p, 
     if (!live(v->expiry_ns, now)) return count(TRAVERSE_XDP_PASS_CHANNEL_EXPIRED, XDP_PASS);
     if (!permitted(v->relay_ip, v->relay_port, v->peer_ip, p->family, now))
         return count(TRAVERSE_XDP_PASS_NO_PERMISSION, XDP_PASS);
-    __u16 old_check = p->udp->check;
-    if (old_check == 0 && p->family == TRAVERSE_XDP_INET6) return count(TRAVERSE_XDP_PASS_NO_CHECKSUM, XDP_PASS);
+    if (p->udp->check == 0 && p->family == TRAVERSE_XDP_INET6) return count(TRAVERSE_XDP_PASS_NO_CHECKSUM, XDP_PASS);
 
     // A peer that is another allocation's relayed address on this server (both ends of a call
     // relayed here) with a channel back: straight to that allocation's client.
@@ -418,12 +468,8 @@ static __always_inline int client_to_peer(struct xdp_md *ctx, struct packet *p, 
     struct traverse_xdp_peer_value *h = bpf_map_lookup_elem(&peers, &hairpin_key);
     if (h) return hairpin(ctx, p, &key, &hairpin_key, h, payload, length, padding, now);
 
-    // The new headers, built beside the old ones.
-    __u32 new_udp_len = sizeof(struct udphdr) + length;
-    struct ethhdr eth = *p->eth;
-    struct udphdr udp = *p->udp;
-    __u32 sum = (__u16)~old_check;
-    // Removed: the ChannelData header and any padding.
+    // Removed from the payload: the ChannelData header and any padding.
+    __u32 sum = (__u16)~p->udp->check;
     sum = csum_sub(sum, *(__u16 *)payload);
     sum = csum_sub(sum, *(__u16 *)(payload + 2));
     __u8 *pad = payload + 4 + length;
@@ -434,77 +480,14 @@ static __always_inline int client_to_peer(struct xdp_md *ctx, struct packet *p, 
             sum = csum_sub(sum, byte_word(pad[i], 4 + length + i));
         }
     }
-    // The UDP length appears twice: in the pseudo-header and in the header.
-    sum = csum_sub(sum, udp.len);
-    sum = csum_sub(sum, udp.len);
-    sum = csum_sub(sum, udp.source);
-    sum = csum_sub(sum, udp.dest);
-    udp.len = bpf_htons(new_udp_len);
-    udp.source = v->relay_port;
-    udp.dest = v->peer_port;
-    sum = csum_add(sum, udp.len);
-    sum = csum_add(sum, udp.len);
-    sum = csum_add(sum, udp.source);
-    sum = csum_add(sum, udp.dest);
-
-    int verdict = 0;
-    int action;
-    if (p->family == TRAVERSE_XDP_INET) {
-        struct iphdr ip = *p->ip4;
-        sum = csum_sub_words(sum, &ip.saddr, 4);
-        sum = csum_sub_words(sum, &ip.daddr, 4);
-        __builtin_memcpy(&ip.saddr, v->relay_ip, 4);
-        __builtin_memcpy(&ip.daddr, v->peer_ip, 4);
-        sum = csum_add_words(sum, &ip.saddr, 4);
-        sum = csum_add_words(sum, &ip.daddr, 4);
-        ip.tot_len = bpf_htons(sizeof(struct iphdr) + new_udp_len);
-        ip.ttl = RELAY_TTL;
-        ip.check = ipv4_header_checksum(&ip);
-        if (old_check != 0) {
-            __u16 c = ~csum_fold(sum);
-            udp.check = c ? c : 0xffff;
-        }
-        action = route(ctx, &eth, TRAVERSE_XDP_INET, v->relay_ip, v->peer_ip, sizeof(struct iphdr) + new_udp_len,
-                       &verdict);
-        if (action < 0) return count(verdict, XDP_PASS);
-        // Nothing was changed in the packet until here; from here a failure drops it.
-        if (padding && bpf_xdp_adjust_tail(ctx, -(int)padding)) return count(TRAVERSE_XDP_DROP_REWRITE_FAILED, XDP_DROP);
-        if (bpf_xdp_adjust_head(ctx, (int)4)) return count(TRAVERSE_XDP_DROP_REWRITE_FAILED, XDP_DROP);
-        void *data = (void *)(long)ctx->data;
-        void *end = (void *)(long)ctx->data_end;
-        if (data + sizeof(eth) + sizeof(ip) + sizeof(udp) > end) return count(TRAVERSE_XDP_DROP_REWRITE_FAILED, XDP_DROP);
-        __builtin_memcpy(data, &eth, sizeof(eth));
-        __builtin_memcpy(data + sizeof(eth), &ip, sizeof(ip));
-        __builtin_memcpy(data + sizeof(eth) + sizeof(ip), &udp, sizeof(udp));
-    } else {
-        struct ipv6hdr ip = *p->ip6;
-        sum = csum_sub_words(sum, &ip.saddr, 16);
-        sum = csum_sub_words(sum, &ip.daddr, 16);
-        __builtin_memcpy(&ip.saddr, v->relay_ip, 16);
-        __builtin_memcpy(&ip.daddr, v->peer_ip, 16);
-        sum = csum_add_words(sum, &ip.saddr, 16);
-        sum = csum_add_words(sum, &ip.daddr, 16);
-        ip.payload_len = bpf_htons(new_udp_len);
-        ip.hop_limit = RELAY_TTL;
-        __u16 c = ~csum_fold(sum);
-        udp.check = c ? c : 0xffff;
-        action = route(ctx, &eth, TRAVERSE_XDP_INET6, v->relay_ip, v->peer_ip, sizeof(struct ipv6hdr) + new_udp_len,
-                       &verdict);
-        if (action < 0) return count(verdict, XDP_PASS);
-        if (padding && bpf_xdp_adjust_tail(ctx, -(int)padding)) return count(TRAVERSE_XDP_DROP_REWRITE_FAILED, XDP_DROP);
-        if (bpf_xdp_adjust_head(ctx, (int)4)) return count(TRAVERSE_XDP_DROP_REWRITE_FAILED, XDP_DROP);
-        void *data = (void *)(long)ctx->data;
-        void *end = (void *)(long)ctx->data_end;
-        if (data + sizeof(eth) + sizeof(ip) + sizeof(udp) > end) return count(TRAVERSE_XDP_DROP_REWRITE_FAILED, XDP_DROP);
-        __builtin_memcpy(data, &eth, sizeof(eth));
-        __builtin_memcpy(data + sizeof(eth), &ip, sizeof(ip));
-        __builtin_memcpy(data + sizeof(eth) + sizeof(ip), &udp, sizeof(udp));
-    }
-    struct traverse_xdp_counters *c = bpf_map_lookup_elem(&channel_counters, &key);
-    if (c) {
-        c->packets += 1;
-        c->bytes += length;
-    }
+    struct rewrite r = {
+        .src_ip = v->relay_ip, .dst_ip = v->peer_ip, .src_port = v->relay_port, .dst_port = v->peer_port,
+        .udp_len = sizeof(struct udphdr) + length, .head = 4, .tail = padding, .sum = sum,
+    };
+    int sent;
+    int action = emit(ctx, p, &r, &sent);
+    if (!sent) return action;
+    add_counts(&channel_counters, &key, length);
     return count(TRAVERSE_XDP_FORWARDED_TO_PEER, action);
 }
 
@@ -527,90 +510,22 @@ static __always_inline int peer_to_client(struct xdp_md *ctx, struct packet *p, 
     if (!live(v->expiry_ns, now)) return count(TRAVERSE_XDP_PASS_CHANNEL_EXPIRED, XDP_PASS);
     if (!permitted(key.relay_ip, key.relay_port, key.peer_ip, p->family, now))
         return count(TRAVERSE_XDP_PASS_NO_PERMISSION, XDP_PASS);
-    __u16 old_check = p->udp->check;
-    if (old_check == 0 && p->family == TRAVERSE_XDP_INET6) return count(TRAVERSE_XDP_PASS_NO_CHECKSUM, XDP_PASS);
+    if (p->udp->check == 0 && p->family == TRAVERSE_XDP_INET6) return count(TRAVERSE_XDP_PASS_NO_CHECKSUM, XDP_PASS);
     __u32 length = p->payload_length;
     if (length > 0xffff - 4 - sizeof(struct udphdr) - sizeof(struct ipv6hdr))
         return count(TRAVERSE_XDP_PASS_TOO_BIG, XDP_PASS);
 
-    __u32 new_udp_len = sizeof(struct udphdr) + 4 + length;
-    struct ethhdr eth = *p->eth;
-    struct udphdr udp = *p->udp;
-    __be16 header[2] = {v->channel, bpf_htons(length)};
-    __u32 sum = (__u16)~old_check;
-    sum = csum_add(sum, header[0]);
-    sum = csum_add(sum, header[1]);
-    sum = csum_sub(sum, udp.len);
-    sum = csum_sub(sum, udp.len);
-    sum = csum_sub(sum, udp.source);
-    sum = csum_sub(sum, udp.dest);
-    udp.len = bpf_htons(new_udp_len);
-    udp.source = v->server_port;
-    udp.dest = v->client_port;
-    sum = csum_add(sum, udp.len);
-    sum = csum_add(sum, udp.len);
-    sum = csum_add(sum, udp.source);
-    sum = csum_add(sum, udp.dest);
-
-    int verdict = 0;
-    int action;
-    if (p->family == TRAVERSE_XDP_INET) {
-        struct iphdr ip = *p->ip4;
-        sum = csum_sub_words(sum, &ip.saddr, 4);
-        sum = csum_sub_words(sum, &ip.daddr, 4);
-        __builtin_memcpy(&ip.saddr, v->server_ip, 4);
-        __builtin_memcpy(&ip.daddr, v->client_ip, 4);
-        sum = csum_add_words(sum, &ip.saddr, 4);
-        sum = csum_add_words(sum, &ip.daddr, 4);
-        ip.tot_len = bpf_htons(sizeof(struct iphdr) + new_udp_len);
-        ip.ttl = RELAY_TTL;
-        ip.check = ipv4_header_checksum(&ip);
-        if (old_check != 0) {
-            __u16 c = ~csum_fold(sum);
-            udp.check = c ? c : 0xffff;
-        }
-        action = route(ctx, &eth, TRAVERSE_XDP_INET, v->server_ip, v->client_ip, sizeof(struct iphdr) + new_udp_len,
-                       &verdict);
-        if (action < 0) return count(verdict, XDP_PASS);
-        if (bpf_xdp_adjust_head(ctx, -4)) return count(TRAVERSE_XDP_DROP_REWRITE_FAILED, XDP_DROP);
-        void *data = (void *)(long)ctx->data;
-        void *end = (void *)(long)ctx->data_end;
-        if (data + sizeof(eth) + sizeof(ip) + sizeof(udp) + 4 > end)
-            return count(TRAVERSE_XDP_DROP_REWRITE_FAILED, XDP_DROP);
-        __builtin_memcpy(data, &eth, sizeof(eth));
-        __builtin_memcpy(data + sizeof(eth), &ip, sizeof(ip));
-        __builtin_memcpy(data + sizeof(eth) + sizeof(ip), &udp, sizeof(udp));
-        __builtin_memcpy(data + sizeof(eth) + sizeof(ip) + sizeof(udp), header, 4);
-    } else {
-        struct ipv6hdr ip = *p->ip6;
-        sum = csum_sub_words(sum, &ip.saddr, 16);
-        sum = csum_sub_words(sum, &ip.daddr, 16);
-        __builtin_memcpy(&ip.saddr, v->server_ip, 16);
-        __builtin_memcpy(&ip.daddr, v->client_ip, 16);
-        sum = csum_add_words(sum, &ip.saddr, 16);
-        sum = csum_add_words(sum, &ip.daddr, 16);
-        ip.payload_len = bpf_htons(new_udp_len);
-        ip.hop_limit = RELAY_TTL;
-        __u16 c = ~csum_fold(sum);
-        udp.check = c ? c : 0xffff;
-        action = route(ctx, &eth, TRAVERSE_XDP_INET6, v->server_ip, v->client_ip,
-                       sizeof(struct ipv6hdr) + new_udp_len, &verdict);
-        if (action < 0) return count(verdict, XDP_PASS);
-        if (bpf_xdp_adjust_head(ctx, -4)) return count(TRAVERSE_XDP_DROP_REWRITE_FAILED, XDP_DROP);
-        void *data = (void *)(long)ctx->data;
-        void *end = (void *)(long)ctx->data_end;
-        if (data + sizeof(eth) + sizeof(ip) + sizeof(udp) + 4 > end)
-            return count(TRAVERSE_XDP_DROP_REWRITE_FAILED, XDP_DROP);
-        __builtin_memcpy(data, &eth, sizeof(eth));
-        __builtin_memcpy(data + sizeof(eth), &ip, sizeof(ip));
-        __builtin_memcpy(data + sizeof(eth) + sizeof(ip), &udp, sizeof(udp));
-        __builtin_memcpy(data + sizeof(eth) + sizeof(ip) + sizeof(udp), header, 4);
-    }
-    struct traverse_xdp_counters *c = bpf_map_lookup_elem(&peer_counters, &key);
-    if (c) {
-        c->packets += 1;
-        c->bytes += length;
-    }
+    // Added in front of the payload: the ChannelData header.
+    struct rewrite r = {
+        .src_ip = v->server_ip, .dst_ip = v->client_ip, .src_port = v->server_port, .dst_port = v->client_port,
+        .udp_len = sizeof(struct udphdr) + 4 + length, .head = -4,
+        .header = {v->channel, bpf_htons(length)}, .header_words = 2,
+    };
+    r.sum = csum_add(csum_add((__u16)~p->udp->check, r.header[0]), r.header[1]);
+    int sent;
+    int action = emit(ctx, p, &r, &sent);
+    if (!sent) return action;
+    add_counts(&peer_counters, &key, length);
     return count(TRAVERSE_XDP_FORWARDED_TO_CLIENT, action);
 }
 
