@@ -16,39 +16,16 @@ public struct FastPathRoute: Sendable, Hashable {
     public var relayTransport: RelayTransport
 }
 
-/// Traffic a fast path relayed on an allocation's channels since it last reported.
-public struct FastPathTraffic: Sendable, Hashable {
-    /// ChannelData datagrams from the client relayed to peers.
-    public var packetsToPeer: UInt64 = 0
-    /// Their payload bytes.
-    public var bytesToPeer: UInt64 = 0
-    /// Datagrams from peers relayed to the client as ChannelData.
-    public var packetsToClient: UInt64 = 0
-    /// Their payload bytes.
-    public var bytesToClient: UInt64 = 0
+extension TrafficCounters {
+    /// Whether nothing was counted.
+    public var isEmpty: Bool { packetsFromClient == 0 && packetsToClient == 0 }
 
-    /// No traffic.
-    public init() {}
-
-    /// Whether nothing was relayed.
-    public var isEmpty: Bool { packetsToPeer == 0 && packetsToClient == 0 }
-
-    /// Adds `o` to this.
-    public mutating func add(_ o: FastPathTraffic) {
-        packetsToPeer &+= o.packetsToPeer
-        bytesToPeer &+= o.bytesToPeer
+    /// Adds `o` to these counters.
+    public mutating func add(_ o: TrafficCounters) {
+        packetsFromClient &+= o.packetsFromClient
+        bytesFromClient &+= o.bytesFromClient
         packetsToClient &+= o.packetsToClient
         bytesToClient &+= o.bytesToClient
-    }
-}
-
-extension TrafficCounters {
-    /// Adds what a fast path relayed.
-    public mutating func add(_ t: FastPathTraffic) {
-        packetsFromClient &+= t.packetsToPeer
-        bytesFromClient &+= t.bytesToPeer
-        packetsToClient &+= t.packetsToClient
-        bytesToClient &+= t.bytesToClient
     }
 }
 
@@ -63,12 +40,12 @@ extension TURNServerCore {
 
     /// Counts traffic a fast path relayed on `slot`'s channels: in the allocation's counters when
     /// `slot` is still the allocation's (`ended` false), and in the server's relayed totals always.
-    public func addFastPathTraffic(_ t: FastPathTraffic, slot: Int, ended: Bool) {
+    public func addFastPathTraffic(_ t: TrafficCounters, slot: Int, ended: Bool) {
         if !ended, slot >= 0, slot < slots.count, slots[slot] != nil {
             slots[slot]!.traffic.add(t)
         }
-        counters.relayedPacketsClientToPeer[0] &+= t.packetsToPeer
-        counters.relayedBytesClientToPeer[0] &+= t.bytesToPeer
+        counters.relayedPacketsClientToPeer[0] &+= t.packetsFromClient
+        counters.relayedBytesClientToPeer[0] &+= t.bytesFromClient
         counters.relayedPacketsPeerToClient[0] &+= t.packetsToClient
         counters.relayedBytesPeerToClient[0] &+= t.bytesToClient
     }

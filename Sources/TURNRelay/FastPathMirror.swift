@@ -21,7 +21,7 @@ struct FastPathMirror {
 
     private struct Channel {
         var peer: TransportAddress
-        var reported = FastPathTraffic()
+        var reported = TrafficCounters()
     }
 
     private struct Mirrored {
@@ -32,7 +32,7 @@ struct FastPathMirror {
 
     private var allocations: [Int: Mirrored] = [:]
     /// Traffic counted for allocations that ended, until their `.ended` event is drained.
-    private(set) var endedTraffic: [FiveTuple: FastPathTraffic] = [:]
+    private(set) var endedTraffic: [FiveTuple: TrafficCounters] = [:]
     /// Channels mirrored in the maps.
     private(set) var channelCount = 0
 
@@ -97,7 +97,7 @@ struct FastPathMirror {
             core.addFastPathTraffic(t, slot: slot, ended: false)
         case .allocationEnded(let slot):
             guard let a = allocations[slot] else { return }
-            var total = FastPathTraffic()
+            var total = TrafficCounters()
             for channel in a.channels.keys { total.add(removeChannel(slot, channel)) }
             for peer in a.permissions {
                 if let relay = a.route.relays.first(where: { $0.address.family == peer.family }) {
@@ -106,14 +106,14 @@ struct FastPathMirror {
             }
             allocations[slot] = nil
             core.addFastPathTraffic(total, slot: slot, ended: true)
-            if !total.isEmpty { endedTraffic[a.route.fiveTuple, default: FastPathTraffic()].add(total) }
+            if !total.isEmpty { endedTraffic[a.route.fiveTuple, default: TrafficCounters()].add(total) }
         case .closeRelay:
             break
         }
     }
 
     /// Traffic counted for the allocation of `fiveTuple`, which ended; forgotten once taken.
-    mutating func takeEndedTraffic(_ fiveTuple: FiveTuple) -> FastPathTraffic? {
+    mutating func takeEndedTraffic(_ fiveTuple: FiveTuple) -> TrafficCounters? {
         endedTraffic.removeValue(forKey: fiveTuple)
     }
 
@@ -121,12 +121,12 @@ struct FastPathMirror {
     /// the server's totals).
     mutating func harvest(_ core: TURNServerCore) {
         for (slot, a) in allocations where !a.channels.isEmpty {
-            var total = FastPathTraffic()
+            var total = TrafficCounters()
             for (number, channel) in a.channels {
                 let now = read(slot, number, channel.peer, delete: false)
-                var delta = FastPathTraffic()
-                delta.packetsToPeer = now.packetsToPeer &- channel.reported.packetsToPeer
-                delta.bytesToPeer = now.bytesToPeer &- channel.reported.bytesToPeer
+                var delta = TrafficCounters()
+                delta.packetsFromClient = now.packetsFromClient &- channel.reported.packetsFromClient
+                delta.bytesFromClient = now.bytesFromClient &- channel.reported.bytesFromClient
                 delta.packetsToClient = now.packetsToClient &- channel.reported.packetsToClient
                 delta.bytesToClient = now.bytesToClient &- channel.reported.bytesToClient
                 allocations[slot]!.channels[number]!.reported = now
@@ -152,35 +152,35 @@ struct FastPathMirror {
     }
 
     /// Deletes a channel's entries; returns what was counted on it since the last harvest.
-    private mutating func removeChannel(_ slot: Int, _ number: UInt16) -> FastPathTraffic {
+    private mutating func removeChannel(_ slot: Int, _ number: UInt16) -> TrafficCounters {
         guard let a = allocations[slot], let channel = a.channels[number],
             let relay = a.route.relays.first(where: { $0.address.family == channel.peer.family })
-        else { return FastPathTraffic() }
+        else { return TrafficCounters() }
         // Routing entries first (forwarding stops), then the counters, read and deleted at once.
         program.delete(program.channelsFD, Self.channelKey(a.route.fiveTuple, number))
         program.delete(program.peersFD, Self.peerKey(relay, channel.peer))
         let final = read(slot, number, channel.peer, delete: true)
         allocations[slot]!.channels[number] = nil
         channelCount -= 1
-        var delta = FastPathTraffic()
-        delta.packetsToPeer = final.packetsToPeer &- channel.reported.packetsToPeer
-        delta.bytesToPeer = final.bytesToPeer &- channel.reported.bytesToPeer
+        var delta = TrafficCounters()
+        delta.packetsFromClient = final.packetsFromClient &- channel.reported.packetsFromClient
+        delta.bytesFromClient = final.bytesFromClient &- channel.reported.bytesFromClient
         delta.packetsToClient = final.packetsToClient &- channel.reported.packetsToClient
         delta.bytesToClient = final.bytesToClient &- channel.reported.bytesToClient
         return delta
     }
 
     /// A channel's counters as the program holds them (or its last report, if gone).
-    private func read(_ slot: Int, _ number: UInt16, _ peer: TransportAddress, delete: Bool) -> FastPathTraffic {
+    private func read(_ slot: Int, _ number: UInt16, _ peer: TransportAddress, delete: Bool) -> TrafficCounters {
         guard let a = allocations[slot], let relay = a.route.relays.first(where: { $0.address.family == peer.family })
-        else { return FastPathTraffic() }
-        let reported = a.channels[number]?.reported ?? FastPathTraffic()
+        else { return TrafficCounters() }
+        let reported = a.channels[number]?.reported ?? TrafficCounters()
         var t = reported
         if let up = program.counters(
             program.channelCountersFD, Self.channelKey(a.route.fiveTuple, number), delete: delete)
         {
-            t.packetsToPeer = up.packets
-            t.bytesToPeer = up.bytes
+            t.packetsFromClient = up.packets
+            t.bytesFromClient = up.bytes
         }
         if let down = program.counters(program.peerCountersFD, Self.peerKey(relay, peer), delete: delete) {
             t.packetsToClient = down.packets
