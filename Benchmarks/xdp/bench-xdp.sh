@@ -93,42 +93,18 @@ record() { printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RESULTS"; } # SERVER ROUND LOA
 
 [[ $(id -u) == 0 ]] || { log "needs root (network namespaces, XDP)"; exit 1; }
 
-# ---------------------------------------------------------------- the lab (scripts/xdp-lab.sh's logic)
-lab_down() {
-    ip link del "$LAB_CLIENT_IF" 2>/dev/null || true
-    ip netns del "$LAB_NS" 2>/dev/null || true
+# ---------------------------------------------------------------- the lab (scripts/xdp-lab.sh)
+lab() {
+    LAB_NS="$LAB_NS" LAB_SERVER_IF="$LAB_SERVER_IF" LAB_CLIENT_IF="$LAB_CLIENT_IF" LAB_NET="$LAB_NET" \
+        LAB_NET6=fd78:: VETH_QUEUES="$VETH_QUEUES" PASS_DIR="$OUT" CLANG="$CLANG" \
+        CLIENT_XDP_OBJECT="$([[ $ECHO == xdp ]] && echo "$OUT/echo.bpf.o")" "$REPO/scripts/xdp-lab.sh" "$1"
 }
+lab_down() { lab down; }
 
 lab_up() {
-    lab_down
-    ip netns add "$LAB_NS"
-    ip link add "$LAB_CLIENT_IF" numtxqueues "$VETH_QUEUES" numrxqueues "$VETH_QUEUES" type veth peer name "$LAB_SERVER_IF" \
-        numtxqueues "$VETH_QUEUES" numrxqueues "$VETH_QUEUES"
-    ip link set "$LAB_SERVER_IF" netns "$LAB_NS"
-    ip addr add "$CLIENT_IP/24" dev "$LAB_CLIENT_IF"
-    ip link set "$LAB_CLIENT_IF" up
-    ip -n "$LAB_NS" link set lo up
-    ip -n "$LAB_NS" addr add "$SERVER_IP/24" dev "$LAB_SERVER_IF"
-    ip -n "$LAB_NS" link set "$LAB_SERVER_IF" up
-    # The XDP program's FIB lookup answers only where forwarding is on.
-    ip netns exec "$LAB_NS" sysctl -qw "net.ipv4.conf.$LAB_SERVER_IF.forwarding=1"
-    # A veth hands its peer CHECKSUM_PARTIAL packets an XDP program cannot complete: senders must
-    # write full checksums, as packets from a real network have.
-    ethtool -K "$LAB_CLIENT_IF" tx off >/dev/null
-    ip netns exec "$LAB_NS" ethtool -K "$LAB_SERVER_IF" tx off >/dev/null
-    # XDP_TX on a veth reaches the other end only when that end runs an XDP program too.
-    printf '%s\n' '#include <linux/bpf.h>' '#include <bpf/bpf_helpers.h>' \
-        'SEC("xdp") int pass(struct xdp_md *ctx) { return XDP_PASS; }' \
-        'char LICENSE[] SEC("license") = "GPL";' >"$OUT/pass.bpf.c"
-    "$CLANG" -O2 -g -target bpf -I"/usr/include/$(uname -m)-linux-gnu" -c "$OUT/pass.bpf.c" -o "$OUT/pass.bpf.o"
     "$CLANG" -O2 -g -target bpf -I"/usr/include/$(uname -m)-linux-gnu" -DECHO_PORT_LO="$PEERPORT" \
         -DECHO_PORT_HI=$((PEERPORT + PEERS - 1)) -c "$REPO/Benchmarks/xdp/echo.bpf.c" -o "$OUT/echo.bpf.o"
-    if [[ $ECHO == xdp ]]; then
-        ip link set dev "$LAB_CLIENT_IF" xdpdrv obj "$OUT/echo.bpf.o" sec xdp
-    else
-        ip link set dev "$LAB_CLIENT_IF" xdpdrv obj "$OUT/pass.bpf.o" sec xdp
-    fi
-    ip netns exec "$LAB_NS" ping -c1 -W1 "$CLIENT_IP" >/dev/null 2>&1 || true
+    lab up
 }
 
 ns() { ip netns exec "$LAB_NS" "$@"; }
